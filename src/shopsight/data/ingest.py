@@ -1,0 +1,417 @@
+"""The ingest engine: staged rows -> validated, deduplicated, appended; bad rows -> quarantine.
+
+One transaction per file: a crash, a kill or an exception mid-file leaves the store exactly as it
+was before that file. Validation, content keys and deduplication all run inside DuckDB, so a
+file is streamed through once and no per-row Python work happens on the fast (SQL) path.
+
+Counts always add up per file: ``read = stored + duplicates + quarantined``, where ``read`` counts
+the file's records (its primary staged rows plus lines rejected for their structure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from shopsight.data import schema
+from shopsight.data.formats import ReadOptions, detect_format, get_format
+from shopsight.data.keys import CONTENT_COLUMNS, key_sql
+from shopsight.data.staging import STAGING, FormatError, StagedSource
+from shopsight.data.store import Store
+from shopsight.data.validate import (
+    event_reason_sql,
+    item_reason_sql,
+    normalise_event_type_sql,
+    review_reason_sql,
+    user_reason_sql,
+)
+
+_counter = itertools.count()
+
+
+@dataclass
+class TableCounts:
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+    def add(self, other: TableCounts) -> None:
+        self.read += other.read
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+
+
+@dataclass
+class FileReport:
+    source: str
+    format: str | None = None
+    read: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    tables: dict[str, TableCounts] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    ingest_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tables"] = {k: asdict(v) for k, v in self.tables.items()}
+        return d
+
+
+@dataclass
+class IngestReport:
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.error is None for f in self.files)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("read", "stored", "duplicates", "quarantined")
+        return {k: sum(getattr(f, k) for f in self.files) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "total": self.totals(), "files": [f.to_dict() for f in self.files]}
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _reason_sql(target: str, src: StagedSource, now_sql: str) -> str:
+    lo, hi = src.rating_range
+    if target == "events":
+        return event_reason_sql(now_sql, lo, hi)
+    if target == "items":
+        return item_reason_sql()
+    if target == "reviews":
+        return review_reason_sql(now_sql, lo, hi)
+    return user_reason_sql(now_sql)
+
+
+def _normalised_select(target: str) -> str:
+    """Staging columns with ids trimmed and event types mapped to their canonical names."""
+    cols = []
+    for name in STAGING[target].names:
+        if name in ("user_id", "item_id", "session_id"):
+            cols.append(f"nullif(trim({name}), '') AS {name}")
+        elif name == "event_type":
+            cols.append(f"{normalise_event_type_sql('event_type')} AS event_type")
+        else:
+            cols.append(name)
+    return ", ".join(cols)
+
+
+class _FileIngest:
+    """Moves one file's staged sources into the store, inside the caller's transaction."""
+
+    def __init__(
+        self, conn: duckdb.DuckDBPyConnection, ingest_id: int, source: str, fingerprint: str
+    ) -> None:
+        self.conn = conn
+        # Quarantine rows already recorded for this exact file are not recorded twice.
+        conn.execute(
+            """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason
+            FROM quarantine q JOIN ingest_log l USING (ingest_id) WHERE l.fingerprint = ?""",
+            [fingerprint],
+        )
+        self.ingest_id = ingest_id
+        self.source = source
+        self.now_sql = "(now()::TIMESTAMP + INTERVAL 1 DAY)"
+
+    def _stage(self, src: StagedSource, chk: str) -> str | None:
+        """Materialise staged rows + reason + key into temp table ``chk``; returns rejects table."""
+        target = src.target
+        cols = ", ".join(STAGING[target].names)
+        rejects_table = None
+        if src.sql is not None:
+            sql = src.sql
+            if src.rejects:
+                n = next(_counter)
+                rejects_table, rejects_scan = f"_rej_{n}", f"_rejscan_{n}"
+                sql = sql.replace("{rejects_table}", rejects_table).replace(
+                    "{rejects_scan}", rejects_scan
+                )
+            inner = f"SELECT {cols} FROM ({sql})"
+        else:
+            stg = f"_stg_{next(_counter)}"
+            self.conn.execute(f"CREATE TEMP TABLE {stg} AS SELECT {cols} FROM _empty_{target}")
+            assert src.batches is not None
+            for batch in src.batches:
+                self.conn.register("_batch", batch)
+                self.conn.execute(f"INSERT INTO {stg} SELECT {cols} FROM _batch")
+                self.conn.unregister("_batch")
+            inner = f"SELECT {cols} FROM {stg}"
+        norm = f"SELECT {_normalised_select(target)} FROM ({inner})"
+        reason = _reason_sql(target, src, self.now_sql)
+        key = key_sql(target)
+        # raw text is only kept for quarantined rows: it is large and useless for good ones.
+        self.conn.execute(
+            f"""CREATE TEMP TABLE {chk} AS
+            SELECT * EXCLUDE (raw, _reason), _reason AS reason,
+                   CASE WHEN _reason IS NULL THEN NULL ELSE raw END AS raw,
+                   CASE WHEN _reason IS NULL THEN {key} END AS _key
+            FROM (SELECT *, {reason} AS _reason FROM ({norm}))"""
+        )
+        return rejects_table
+
+    def _quarantine_rejects(self, rejects_table: str, chk: str, target: str) -> int:
+        # DuckDB reports one row per bad column; one quarantine row per bad line.
+        self.conn.execute(
+            f"""INSERT INTO quarantine
+            SELECT ?, ?, ?, line, 'structure: ' || first(error_message ORDER BY column_idx),
+                   first(csv_line)
+            FROM {rejects_table} r WHERE NOT EXISTS (SELECT 1 FROM _seen_q s
+                WHERE s.target = ? AND s.line = r.line AND s.reason LIKE 'structure: %')
+            GROUP BY line""",
+            [self.ingest_id, target, self.source, target],
+        )
+        lines = self.conn.execute(f"SELECT DISTINCT line FROM {rejects_table} ORDER BY line")
+        rejected = [int(r[0]) for r in lines.fetchall()]
+        if rejected:
+            # Data-row ordinals skip rejected lines: shift each row past the rejects before it.
+            self.conn.execute("CREATE OR REPLACE TEMP TABLE _rejshift (k BIGINT, shift BIGINT)")
+            self.conn.executemany(
+                "INSERT INTO _rejshift VALUES (?, ?)",
+                [(r - j, j) for j, r in enumerate(rejected, start=1)],
+            )
+            self.conn.execute(
+                f"""UPDATE {chk} SET line = {chk}.line + s.shift FROM (
+                    SELECT c.line AS l, max(r.shift) AS shift FROM {chk} c
+                    JOIN _rejshift r ON r.k <= c.line - 1 GROUP BY c.line) s
+                    WHERE {chk}.line = s.l"""
+            )
+        return len(rejected)
+
+    def run(self, src: StagedSource) -> TableCounts:
+        target = src.target
+        chk = f"_chk_{next(_counter)}"
+        rejects_table = self._stage(src, chk)
+        counts = TableCounts()
+        if rejects_table is not None:
+            n_rej = self._quarantine_rejects(rejects_table, chk, target)
+            counts.read += n_rej
+            counts.quarantined += n_rej
+        row = self.conn.execute(f"SELECT count(*), count(reason) FROM {chk}").fetchone()
+        assert row is not None
+        counts.read += int(row[0])
+        counts.quarantined += int(row[1])
+        self.conn.execute(
+            f"""INSERT INTO quarantine SELECT ?, ?, ?, line, reason, raw
+            FROM {chk} c WHERE reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM _seen_q s
+                WHERE s.target = ? AND s.line = c.line AND s.reason = c.reason)""",
+            [self.ingest_id, target, self.source, target],
+        )
+        key_col = schema.KEY_COLUMN[target]
+        cand = f"{chk}_new"
+        n_good = counts.read - counts.quarantined
+        stored_any = self.conn.execute(f'SELECT 1 FROM "{target}" LIMIT 1').fetchone()
+        distinct = self.conn.execute(
+            f"SELECT count(DISTINCT _key) FROM {chk} WHERE reason IS NULL"
+        ).fetchone()
+        if (
+            stored_any is None
+            and distinct is not None
+            and int(distinct[0]) == n_good
+            and target not in schema.ENTITY_ID
+        ):
+            # Common first load: nothing to deduplicate, so no extra pass over the rows.
+            self.conn.execute(
+                f"CREATE TEMP VIEW {cand} AS SELECT * FROM {chk} WHERE reason IS NULL"
+            )
+        else:
+            # New content only: the first occurrence (by line) of each key not already stored.
+            firsts = ", ".join(
+                f"arg_min({c}, line) AS {c}" for c in STAGING[target].names if c != "line"
+            )
+            self.conn.execute(
+                f"""CREATE TEMP TABLE {cand} AS
+                SELECT _key, min(line) AS line, {firsts} FROM (
+                    SELECT c.* FROM {chk} c ANTI JOIN "{target}" t ON c._key = t.{key_col}
+                    WHERE c.reason IS NULL)
+                GROUP BY _key"""
+            )
+        if target in schema.ENTITY_ID:
+            counts.quarantined += self._quarantine_conflicts(target, cand)
+        out_cols = schema.column_names(target)
+        select = []
+        for c in out_cols:
+            if c == key_col:
+                select.append(f"_key AS {c}")
+            elif c == "source":
+                select.append("? AS source")
+            elif c in STAGING[target].names:
+                select.append(c)
+            else:
+                select.append(f"NULL AS {c}")
+        if target == "events":
+            select = [s if s != "ts_ordinal" else "coalesce(ts_ordinal, false)" for s in select]
+        res = self.conn.execute(
+            f'INSERT INTO "{target}" SELECT {", ".join(select)} FROM {cand}', [self.source]
+        ).fetchone()
+        counts.stored = int(res[0]) if res else 0
+        counts.duplicates = counts.read - counts.quarantined - counts.stored
+        if target == "reviews" and src.reviews_as_events:
+            self._reviews_to_events(cand)
+        return counts
+
+    def _quarantine_conflicts(self, target: str, cand: str) -> int:
+        """Same entity id, different content: keep the stored/first one, quarantine the rest."""
+        ident = schema.ENTITY_ID[target]
+        self.conn.execute(
+            f"""CREATE TEMP TABLE {cand}_conf AS
+            SELECT c.line, c._key, c.{ident},
+              CASE WHEN t.{ident} IS NOT NULL
+                   THEN '{ident}: ' || c.{ident} || ' already stored with different content'
+                   ELSE '{ident}: ' || c.{ident} || ' repeated with different content (first at line '
+                        || CAST(first_line AS VARCHAR) || ')' END AS reason
+            FROM (SELECT *, min(line) OVER (PARTITION BY {ident}) AS first_line FROM {cand}) c
+            LEFT JOIN (SELECT DISTINCT {ident} FROM "{target}") t ON c.{ident} = t.{ident}
+            WHERE t.{ident} IS NOT NULL OR c.line <> c.first_line"""
+        )
+        cols = ", ".join(f"coalesce(CAST(c.{c} AS VARCHAR), '')" for c in CONTENT_COLUMNS[target])
+        self.conn.execute(
+            f"""INSERT INTO quarantine SELECT ?, ?, ?, f.line, f.reason, concat_ws(' | ', {cols})
+            FROM {cand}_conf f JOIN {cand} c ON f._key = c._key""",
+            [self.ingest_id, target, self.source],
+        )
+        row = self.conn.execute(f"SELECT count(*) FROM {cand}_conf").fetchone()
+        self.conn.execute(f"DELETE FROM {cand} WHERE _key IN (SELECT _key FROM {cand}_conf)")
+        return int(row[0]) if row else 0
+
+    def _reviews_to_events(self, cand: str) -> None:
+        ev_key = key_sql("events")
+        self.conn.execute(
+            f"""INSERT INTO events SELECT {ev_key}, user_id, item_id, event_type, timestamp,
+                   false, NULL, NULL, value, ?, line
+            FROM (SELECT user_id, item_id, 'review' AS event_type, timestamp, NULL AS session_id,
+                         NULL AS query, rating AS value, line FROM {cand}
+                  WHERE timestamp IS NOT NULL) r
+            WHERE {ev_key} NOT IN (SELECT event_key FROM events)""",
+            [self.source],
+        )
+
+
+def _ensure_empty_staging(conn: duckdb.DuckDBPyConnection) -> None:
+    for target, sch in STAGING.items():
+        cols = ", ".join(f"CAST(NULL AS {schema.duckdb_type(f)}) AS {f.name}" for f in sch)
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW _empty_{target} AS SELECT {cols} LIMIT 0")
+
+
+def _drop_temp_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    views = conn.execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND starts_with(view_name, '_')"
+    ).fetchall()
+    for (name,) in views:
+        conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+    tables = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, '_')"
+    ).fetchall()
+    for (name,) in tables:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+def ingest_file(
+    store: Store,
+    path: str | Path,
+    format: str | None = None,
+    options: ReadOptions | None = None,
+) -> FileReport:
+    """Ingest one file in one transaction. A file that cannot be read at all gets ``error`` set
+    and leaves the store untouched; bad rows inside a readable file go to quarantine."""
+    path = Path(path)
+    report = FileReport(source=str(path))
+    t0 = time.perf_counter()
+    started = datetime.now(UTC).replace(tzinfo=None)
+    options = options or ReadOptions()
+    conn = store.conn
+    try:
+        fmt = get_format(format) if format else detect_format(path)
+        report.format = fmt.name
+        fingerprint = file_fingerprint(path)
+        sources = fmt.stage(path, options)
+        if not sources:
+            raise FormatError(f"{path}: no rows found for format {fmt.name}")
+        with store.transaction():
+            _ensure_empty_staging(conn)
+            row = conn.execute("SELECT nextval('ingest_id_seq')").fetchone()
+            assert row is not None
+            ingest_id = int(row[0])
+            report.ingest_id = ingest_id
+            fi = _FileIngest(conn, ingest_id, str(path), fingerprint)
+            for src in sources:
+                c = fi.run(src)
+                report.tables.setdefault(src.target, TableCounts()).add(c)
+                if src.primary:
+                    report.read += c.read
+                    report.stored += c.stored
+                    report.duplicates += c.duplicates
+                    report.quarantined += c.quarantined
+            _drop_temp_tables(conn)
+            finished = datetime.now(UTC).replace(tzinfo=None)
+            conn.execute(
+                "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    ingest_id,
+                    str(path),
+                    fingerprint,
+                    fmt.name,
+                    report.read,
+                    report.stored,
+                    report.duplicates,
+                    report.quarantined,
+                    started,
+                    finished,
+                ],
+            )
+    except FormatError as exc:
+        report.error = str(exc)
+        _safe_cleanup(conn)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        report.error = f"{path}: cannot read: {exc}"
+        _safe_cleanup(conn)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        report.error = f"{path}: not readable as {report.format or 'the detected format'}: {first}"
+        _safe_cleanup(conn)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _safe_cleanup(conn: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        _drop_temp_tables(conn)
+
+
+def ingest_files(
+    store: Store,
+    paths: Sequence[str | Path],
+    format: str | None = None,
+    options: ReadOptions | None = None,
+    progress: Callable[[FileReport], None] | None = None,
+) -> IngestReport:
+    """Ingest several files (e.g. reviews + meta of one dataset), each in its own transaction."""
+    report = IngestReport()
+    for p in paths:
+        fr = ingest_file(store, p, format=format, options=options)
+        report.files.append(fr)
+        if progress is not None:
+            progress(fr)
+    return report
