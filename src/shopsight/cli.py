@@ -48,7 +48,14 @@ def friendly_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (FormatError, StoreError, UsageProblem, FileNotFoundError, ValueError) as exc:
+        except (
+            FormatError,
+            StoreError,
+            UsageProblem,
+            FileNotFoundError,
+            ValueError,
+            OSError,
+        ) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             err.print(f"[red]error:[/red] {msg}", highlight=False)
             raise typer.Exit(2) from None
@@ -172,6 +179,247 @@ def formats(as_json: JsonOpt = False) -> None:
     for r in rows:
         table.add_row(r["name"], r["description"])
     err.print(table)
+
+
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a setting: key=value (repeatable).")
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file.")]
+
+
+@app.command()
+@friendly_errors
+def generate(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the synthetic shop's files.")
+    ] = Path("synthetic_shop"),
+    users: Annotated[int | None, typer.Option(help="Number of users (bots included).")] = None,
+    items: Annotated[int | None, typer.Option(help="Number of catalogue items.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days of history.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    images: Annotated[
+        bool, typer.Option("--images/--no-images", help="Render item images.")
+    ] = True,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate the synthetic demo shop (files in the generic formats + ground truth)."""
+    from shopsight.config import load_yaml, parse_overrides
+    from shopsight.data.synthetic import ShopConfig, generate_shop
+
+    cfg = {**load_yaml(config, "shop"), **parse_overrides(set_)}
+    for key, val in (("n_users", users), ("n_items", items), ("days", days), ("seed", seed)):
+        if val is not None:
+            cfg[key] = val
+    cfg["images"] = images and cfg.get("images", True)
+    shop_cfg = ShopConfig.from_dict(cfg)
+    with err.status("generating the synthetic shop...") if not as_json else _null():
+        files = generate_shop(out, shop_cfg)
+    result = {
+        "out": str(out),
+        "files": [str(p) for p in files.data_files()],
+        "ground_truth": str(files.ground_truth),
+        "config": shop_cfg.to_dict(),
+    }
+    emit(result, as_json)
+    if not as_json:
+        err.print(f"wrote {len(result['files'])} files and ground truth to {out}")
+
+
+@app.command()
+@friendly_errors
+def clean(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the *_clean tables from the raw ones (duplicates, bots, outlier prices, k-core)."""
+    from shopsight.config import load_yaml, parse_overrides
+    from shopsight.data.clean import CleanConfig, clean_store
+
+    cfg = CleanConfig.from_dict({**load_yaml(config, "clean"), **parse_overrides(set_)})
+    with Store(_existing(store)) as st:
+        report = clean_store(st, cfg)
+    result = report.to_dict()
+    emit(result, as_json)
+    if not as_json:
+        _print_clean(result)
+
+
+def _print_clean(result: dict[str, Any]) -> None:
+    table = Table("step", "table", "removed", "detail")
+    for step in result.get("steps", []):
+        detail = step.get("detail", {})
+        short = ", ".join(f"{k}={v}" for k, v in detail.items() if not isinstance(v, list | dict))
+        table.add_row(step["step"], step["table"], f"{step['removed']:,}", short[:80])
+    err.print(table)
+
+
+def _existing(store: Path) -> Path:
+    if not store.exists():
+        raise StoreError(f"{store}: no such store (run `shopsight ingest --store {store} FILE...`)")
+    return store
+
+
+@app.command()
+@friendly_errors
+def stats(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    clean: Annotated[
+        bool, typer.Option("--clean/--raw", help="Describe clean or raw tables.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Counts, funnel, sparsity and time range per table."""
+    from shopsight.data.dataset import stats as store_stats
+
+    with Store(_existing(store), read_only=True) as st:
+        result = store_stats(st, clean=clean)
+    emit(result, as_json)
+    if not as_json:
+        _print_stats(result)
+
+
+def _print_stats(result: dict[str, Any]) -> None:
+    """Scalars in one table; each list of records (funnel, quarantine reasons) in its own."""
+    scalars: list[tuple[str, str]] = []
+    lists: list[tuple[str, list[dict[str, Any]]]] = []
+
+    def walk(prefix: str, obj: Any) -> None:
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+            lists.append((prefix, obj))
+        elif isinstance(obj, float):
+            scalars.append((prefix, f"{obj:.4g}"))
+        elif isinstance(obj, int) and not isinstance(obj, bool):
+            scalars.append((prefix, f"{obj:,}"))
+        else:
+            scalars.append((prefix, str(obj)))
+
+    walk("", result)
+    table = Table("statistic", "value")
+    for k, v in scalars:
+        table.add_row(k, v)
+    err.print(table)
+    for name, records in lists:
+        sub = Table(*records[0].keys(), title=name)
+        for r in records:
+            sub.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()))
+        err.print(sub)
+
+
+@app.command()
+@friendly_errors
+def split(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    method: Annotated[
+        str,
+        typer.Option(
+            help="random | stratified | temporal | leave_last_out | cold_item | cold_user | kfold"
+        ),
+    ] = "random",
+    out: Annotated[Path, typer.Option("--out", help="Where to save the split (.npz).")] = Path(
+        "split.npz"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Split the interactions into train / valid / test and save the row indices."""
+    from shopsight.config import parse_overrides
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.split import kfold_split, make_split
+
+    params = parse_overrides(set_)
+    with Store(_existing(store), read_only=True) as st:
+        ds = Dataset.from_store(st)
+    results = []
+    if method == "kfold":
+        folds = kfold_split(int(params.pop("n_folds", 5)), user=ds.user, seed=seed, **params)
+        for i, sp_ in enumerate(folds):
+            path = out.with_name(f"{out.stem}.fold{i}{out.suffix or '.npz'}")
+            sp_.save(path)
+            results.append({**sp_.to_dict(), "path": str(path)})
+    else:
+        if method in ("random", "stratified", "cold_item", "cold_user"):
+            params.setdefault("seed", seed)
+        sp_ = make_split(method, ds, **params)
+        sp_.validate(len(ds))
+        sp_.save(out)
+        results.append({**sp_.to_dict(), "path": str(out)})
+    result = {"dataset": ds.fingerprint, "interactions": len(ds), "splits": results}
+    emit(result, as_json)
+    if not as_json:
+        for r in results:
+            err.print(f"{r['name']}: {r['sizes']} -> {r['path']}")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    store: StoreOpt = Path("demo.duckdb"),
+    data: Annotated[Path, typer.Option("--data", help="Folder for the generated shop.")] = Path(
+        "demo_shop"
+    ),
+    users: Annotated[int | None, typer.Option(help="Number of users.")] = None,
+    items: Annotated[int | None, typer.Option(help="Number of items.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The whole path on the synthetic shop: generate, ingest, clean, stats."""
+    from shopsight.data.clean import CleanConfig, clean_store
+    from shopsight.data.dataset import stats as store_stats
+    from shopsight.data.ingest import ingest_files
+    from shopsight.data.synthetic import ShopConfig, generate_shop
+
+    cfg: dict[str, Any] = {"seed": seed}
+    if users is not None:
+        cfg["n_users"] = users
+    if items is not None:
+        cfg["n_items"] = items
+    say = (lambda *_: None) if as_json else err.print
+    say(f"[bold]1/4 generate[/bold] synthetic shop -> {data}")
+    files = generate_shop(data, ShopConfig.from_dict(cfg))
+    for suffix in ("", ".wal"):
+        Path(str(store) + suffix).unlink(missing_ok=True)
+    with Store(store) as st:
+        say(f"[bold]2/4 ingest[/bold] -> {store}")
+        ing = ingest_files(st, files.data_files())
+        if not as_json:
+            ingest_table = Table("file", "read", "stored", "duplicates", "quarantined")
+            for f in ing.files:
+                ingest_table.add_row(
+                    Path(f.source).name,
+                    f"{f.read:,}",
+                    f"{f.stored:,}",
+                    f"{f.duplicates:,}",
+                    f"{f.quarantined:,}",
+                )
+            err.print(ingest_table)
+        say("[bold]3/4 clean[/bold]")
+        cleaned = clean_store(st, CleanConfig())
+        if not as_json:
+            _print_clean(cleaned.to_dict())
+        say("[bold]4/4 stats[/bold] (clean tables)")
+        st_stats = store_stats(st, clean=True)
+    result = {
+        "store": str(store),
+        "data": str(data),
+        "ingest": ing.to_dict(),
+        "clean": cleaned.to_dict(),
+        "stats": st_stats,
+    }
+    if not ing.ok:
+        raise UsageProblem(
+            "demo ingest failed: " + "; ".join(f.error or "" for f in ing.files if f.error)
+        )
+    emit(result, as_json)
+    if not as_json:
+        _print_stats(st_stats)
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -26,7 +26,7 @@ from shopsight.data import schema
 from shopsight.data.formats import ReadOptions, detect_format, get_format
 from shopsight.data.keys import CONTENT_COLUMNS, key_sql
 from shopsight.data.staging import STAGING, FormatError, StagedSource
-from shopsight.data.store import Store
+from shopsight.data.store import Store, fetch_one
 from shopsight.data.validate import (
     event_reason_sql,
     item_reason_sql,
@@ -209,7 +209,7 @@ class _FileIngest:
             n_rej = self._quarantine_rejects(rejects_table, chk, target)
             counts.read += n_rej
             counts.quarantined += n_rej
-        row = self.conn.execute(f"SELECT count(*), count(reason) FROM {chk}").fetchone()
+        row = fetch_one(self.conn, f"SELECT count(*), count(reason) FROM {chk}")
         assert row is not None
         counts.read += int(row[0])
         counts.quarantined += int(row[1])
@@ -222,10 +222,10 @@ class _FileIngest:
         key_col = schema.KEY_COLUMN[target]
         cand = f"{chk}_new"
         n_good = counts.read - counts.quarantined
-        stored_any = self.conn.execute(f'SELECT 1 FROM "{target}" LIMIT 1').fetchone()
-        distinct = self.conn.execute(
-            f"SELECT count(DISTINCT _key) FROM {chk} WHERE reason IS NULL"
-        ).fetchone()
+        stored_any = fetch_one(self.conn, f'SELECT 1 FROM "{target}" LIMIT 1')
+        distinct = fetch_one(
+            self.conn, f"SELECT count(DISTINCT _key) FROM {chk} WHERE reason IS NULL"
+        )
         if (
             stored_any is None
             and distinct is not None
@@ -263,9 +263,11 @@ class _FileIngest:
                 select.append(f"NULL AS {c}")
         if target == "events":
             select = [s if s != "ts_ordinal" else "coalesce(ts_ordinal, false)" for s in select]
-        res = self.conn.execute(
-            f'INSERT INTO "{target}" SELECT {", ".join(select)} FROM {cand}', [self.source]
-        ).fetchone()
+        res = fetch_one(
+            self.conn,
+            f'INSERT INTO "{target}" SELECT {", ".join(select)} FROM {cand}',
+            [self.source],
+        )
         counts.stored = int(res[0]) if res else 0
         counts.duplicates = counts.read - counts.quarantined - counts.stored
         if target == "reviews" and src.reviews_as_events:
@@ -292,19 +294,23 @@ class _FileIngest:
             FROM {cand}_conf f JOIN {cand} c ON f._key = c._key""",
             [self.ingest_id, target, self.source],
         )
-        row = self.conn.execute(f"SELECT count(*) FROM {cand}_conf").fetchone()
+        row = fetch_one(self.conn, f"SELECT count(*) FROM {cand}_conf")
         self.conn.execute(f"DELETE FROM {cand} WHERE _key IN (SELECT _key FROM {cand}_conf)")
         return int(row[0]) if row else 0
 
     def _reviews_to_events(self, cand: str) -> None:
+        """Each new review becomes one ``review`` event (deduplicated like any event)."""
         ev_key = key_sql("events")
         self.conn.execute(
-            f"""INSERT INTO events SELECT {ev_key}, user_id, item_id, event_type, timestamp,
-                   false, NULL, NULL, value, ?, line
-            FROM (SELECT user_id, item_id, 'review' AS event_type, timestamp, NULL AS session_id,
-                         NULL AS query, rating AS value, line FROM {cand}
-                  WHERE timestamp IS NOT NULL) r
-            WHERE {ev_key} NOT IN (SELECT event_key FROM events)""",
+            f"""INSERT INTO events
+            SELECT k, user_id, item_id, event_type, timestamp, false, NULL, NULL, value, ?, line
+            FROM (
+                SELECT {ev_key} AS k, * FROM (
+                    SELECT user_id, item_id, 'review' AS event_type, timestamp,
+                           NULL AS session_id, NULL AS query, rating AS value, line
+                    FROM {cand} WHERE timestamp IS NOT NULL))
+            WHERE k NOT IN (SELECT event_key FROM events)
+            QUALIFY row_number() OVER (PARTITION BY k ORDER BY line) = 1""",
             [self.source],
         )
 
@@ -351,7 +357,7 @@ def ingest_file(
             raise FormatError(f"{path}: no rows found for format {fmt.name}")
         with store.transaction():
             _ensure_empty_staging(conn)
-            row = conn.execute("SELECT nextval('ingest_id_seq')").fetchone()
+            row = fetch_one(conn, "SELECT nextval('ingest_id_seq')")
             assert row is not None
             ingest_id = int(row[0])
             report.ingest_id = ingest_id

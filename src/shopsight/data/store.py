@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +11,22 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import os
 
 from shopsight.data import schema
 
 DEFAULT_STORE = "shopsight.duckdb"
+
+
+def fetch_one(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> tuple[Any, ...] | None:
+    """First row of a query, reading the whole (small) result.
+
+    DuckDB 2 keeps a half-read result pending on the connection, which then refuses the next
+    ``register``; ``fetchone`` therefore never appears in this package.
+    """
+    rows = conn.execute(sql, params or []).fetchall()
+    return tuple(rows[0]) if rows else None
 
 
 class StoreError(Exception):
@@ -97,13 +109,13 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------
     def has_table(self, name: str) -> bool:
-        row = self.conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchone()
+        row = fetch_one(
+            self.conn, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        )
         return bool(row and row[0])
 
     def count(self, table: str) -> int:
-        row = self.conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        row = fetch_one(self.conn, f'SELECT count(*) FROM "{table}"')
         return int(row[0]) if row else 0
 
     def counts(self) -> dict[str, int]:
@@ -119,7 +131,7 @@ class Store:
     def get_meta(self, key: str) -> str | None:
         if not self.has_table("meta"):
             return None
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = fetch_one(self.conn, "SELECT value FROM meta WHERE key = ?", [key])
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
@@ -133,9 +145,9 @@ class Store:
         parts = []
         for name in schema.DATA_TABLES:
             key = schema.KEY_COLUMN[name]
-            row = self.conn.execute(
-                f'SELECT count(*), coalesce(bit_xor(hash("{key}")), 0) FROM "{name}"'
-            ).fetchone()
+            row = fetch_one(
+                self.conn, f'SELECT count(*), coalesce(bit_xor(hash("{key}")), 0) FROM "{name}"'
+            )
             parts.append(f"{name}:{row[0] if row else 0}:{row[1] if row else 0}")
         import hashlib
 

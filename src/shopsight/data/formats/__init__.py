@@ -114,7 +114,9 @@ def detect_format(path: Path) -> Format:
     for fmt in ordered:  # binary formats (Parquet) recognise themselves by magic bytes
         if getattr(fmt, "binary", False) and fmt.sniff(path, head):
             return fmt
-    if looks_binary(head):
+    from shopsight.data.formats._util import is_binary
+
+    if is_binary(head):
         raise FormatError(f"{path}: binary data, not a text format shopsight reads")
     for fmt in ordered:
         if not getattr(fmt, "binary", False) and fmt.sniff(path, head):

@@ -15,7 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from shopsight.data.formats import ReadOptions, read_head, register
-from shopsight.data.staging import STAGING, FormatError, StagedSource, batched
+from shopsight.data.formats._util import (
+    clip,
+    iter_lines,
+    parse_bool,
+    parse_int,
+    parse_number,
+    parse_timestamp,
+)
+from shopsight.data.staging import STAGING, FormatError, StagedSource, batched, empty_row
 
 # Short or common names accepted for canonical columns without an explicit --map.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -275,8 +283,6 @@ class JsonLinesFormat:
         return any(all(c in cols for c in req) for req in REQUIRED.values())
 
     def stage(self, path: Path, options: ReadOptions) -> list[StagedSource]:
-        from shopsight.data.formats._lines import iter_lines
-
         head = read_head(path).split(b"\n", 1)[0]
         try:
             keys = list(json.loads(head))
@@ -285,31 +291,87 @@ class JsonLinesFormat:
         cols = resolve_columns(keys, options)
         target = guess_target(path, cols, options)
         check_required(path, target, cols, options)
-        return [
-            StagedSource(
-                target=target,
-                batches=batched(target, self._rows(path, target, cols, options, iter_lines)),
-            )
-        ]
+        rows = self._rows(path, target, cols, options)
+        return [StagedSource(target=target, batches=batched(target, rows))]
 
-    def _rows(self, path, target, cols, options, iter_lines) -> Iterator[dict[str, object]]:  # type: ignore[no-untyped-def]
-        from shopsight.data.formats._lines import python_row
-
-        for lineno, text, err in iter_lines(path):
-            if err is not None:
-                yield {"line": lineno, "raw": text, "error": err}
+    def _rows(
+        self, path: Path, target: str, cols: dict[str, str], options: ReadOptions
+    ) -> Iterator[dict[str, object]]:
+        for line in iter_lines(path):
+            if line.error is not None:
+                yield {"line": line.number, "raw": line.text, "error": line.error}
                 continue
-            if not text.strip():
+            if not line.text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json.loads(line.text)
             except ValueError as exc:
-                yield {"line": lineno, "raw": text[:2000], "error": f"json: invalid ({exc})"}
+                yield {
+                    "line": line.number,
+                    "raw": clip(line.text),
+                    "error": f"json: invalid ({exc})",
+                }
                 continue
             if not isinstance(obj, dict):
-                yield {"line": lineno, "raw": text[:2000], "error": "json: expected an object"}
+                yield {
+                    "line": line.number,
+                    "raw": clip(line.text),
+                    "error": "json: expected an object",
+                }
                 continue
-            yield python_row(target, obj, cols, options, lineno, text)
+            yield python_row(target, obj, cols, options, line.number, line.text)
+
+
+def python_row(
+    target: str,
+    obj: dict[str, object],
+    cols: dict[str, str],
+    options: ReadOptions,
+    lineno: int,
+    text: str,
+) -> dict[str, object]:
+    """Staging row from a parsed record, by the same rules as the SQL fast path."""
+    row = empty_row(target)
+    names = set(STAGING[target].names)
+
+    def get(canon: str) -> object:
+        if canon in cols:
+            return obj.get(cols[canon])
+        return options.defaults.get(canon)
+
+    for canon in names - {"line", "raw", "error"}:
+        if canon.endswith("_raw"):
+            continue
+        v = get(canon)
+        if canon in _TIMESTAMP_COLS:
+            row[canon] = parse_timestamp(v)
+        elif canon in ("value", "price", "rating"):
+            row[canon] = (
+                parse_number(str(v).replace("$", "").strip())
+                if isinstance(v, str)
+                else parse_number(v)
+            )
+        elif canon == "helpful_votes":
+            row[canon] = parse_int(v)
+        elif canon == "verified":
+            row[canon] = parse_bool(v)
+        elif canon == "ts_ordinal":
+            row[canon] = False
+        else:
+            row[canon] = to_text(v)
+        if f"{canon}_raw" in names:
+            row[f"{canon}_raw"] = to_text(v)
+    row["line"] = lineno
+    row["raw"] = clip(text)
+    return row
+
+
+def to_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 register(CsvFormat())

@@ -1,0 +1,1 @@
+"""Recommenders behind one protocol (see base.py)."""
