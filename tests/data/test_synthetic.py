@@ -473,3 +473,27 @@ def test_write_events_csv_rejects_bad_arguments(tmp_path: Path) -> None:
         write_events_csv(tmp_path / "x.csv", -1)
     with pytest.raises(ValueError, match="duplicate_fraction"):
         write_events_csv(tmp_path / "x.csv", 10, duplicate_fraction=0.9)
+
+
+def test_ingest_reads_the_shop_without_mapping(
+    shop: ShopFiles, gt: dict[str, Any], tmp_path: Path
+) -> None:
+    """The generic readers load every file as written; ingest finds exactly the planted noise."""
+    from shopsight.data.ingest import ingest_files
+    from shopsight.data.store import Store
+
+    with Store(tmp_path / "shop.duckdb") as store:
+        report = ingest_files(store, shop.data_files())
+        by_file = {Path(f.source).name: f for f in report.files}
+        assert all(f.error is None for f in report.files), [f.error for f in report.files]
+        ev = by_file["events.csv"]
+        assert ev.duplicates == gt["noise"]["n_duplicate_rows"]
+        assert ev.quarantined == gt["noise"]["n_malformed_rows"]
+        assert ev.stored == gt["counts"]["valid_events"]
+        lines = store.conn.execute(
+            "SELECT line FROM quarantine WHERE target = 'events' ORDER BY line"
+        ).fetchall()
+        assert [ln for (ln,) in lines] == [m["line"] for m in gt["noise"]["malformed"]]
+        assert by_file["items.csv"].stored == CONFIG.n_items
+        assert by_file["users.csv"].stored == CONFIG.n_users
+        assert by_file["reviews.jsonl"].stored == gt["counts"]["reviews"]

@@ -707,6 +707,7 @@ class _Users:
     style_pref: FloatArray
     cat_pref: FloatArray
     price_target: FloatArray
+    price_tolerance: FloatArray
     loyalty: FloatArray
     fav_brands: list[list[int]]
     activity: FloatArray  # sessions per week
@@ -753,9 +754,9 @@ class _ShopGenerator:
         style = np.where(
             rng.random(n) < 0.5, brand_style[brand], rng.integers(0, cfg.n_styles, n)
         ).astype(np.int64)
-        colour = rng.integers(0, 3, n)
-        material = rng.integers(0, 4, n)
-        noun = rng.integers(0, 4, n)
+        colour = rng.integers(0, min(len(s.palette) for s in styles), n)
+        material = rng.integers(0, min(len(c.materials) for c in cats), n)
+        noun = rng.integers(0, min(len(c.nouns) for c in cats), n)
         size = np.array([rng.integers(0, len(cats[c].sizes)) for c in cat], dtype=np.int64)
         median = np.array([cats[c].median_price for c in cat])
         sigma = np.array([cats[c].price_sigma for c in cat])
@@ -948,7 +949,6 @@ class _ShopGenerator:
             rng.integers(0, max(1, int(cfg.days * 0.8)), n),
         )
         signup = self.start + signup_days * 86400 + rng.integers(0, 86400, n)
-        self._tolerance = tolerance
         return _Users(
             user_ids=_ids("u", n),
             segment=segment,
@@ -960,6 +960,7 @@ class _ShopGenerator:
             style_pref=style_pref,
             cat_pref=cat_pref,
             price_target=price_target,
+            price_tolerance=tolerance,
             loyalty=loyalty,
             fav_brands=fav_brands,
             activity=activity,
@@ -972,7 +973,7 @@ class _ShopGenerator:
         """Planted user x item affinity: the log-odds of interest before the funnel."""
         a = np.log(users.style_pref[:, cat.style]) + np.log(users.cat_pref[:, cat.cat])
         diff = cat.price_z[None, :] - users.price_target[:, None]
-        a -= diff**2 / (2.0 * self._tolerance[:, None] ** 2)
+        a -= diff**2 / (2.0 * users.price_tolerance[:, None] ** 2)
         fav = np.zeros_like(a, dtype=bool)
         for u, bs in enumerate(users.fav_brands):
             fav[u] = np.isin(cat.brand, bs)
@@ -1370,53 +1371,6 @@ _CLOSERS: Final[dict[int, tuple[str, ...]]] = {
     5: ("Highly recommend!", "Love it, buying another.", "Perfect gift too!"),
 }
 
-# Words a test (or a simple lexicon model) can use to read sentiment back from text.
-POSITIVE_WORDS: Final[frozenset[str]] = frozenset(
-    [
-        "love",
-        "good",
-        "nice",
-        "excellent",
-        "perfect",
-        "fantastic",
-        "amazing",
-        "happy",
-        "recommend",
-        "gorgeous",
-        "beautiful",
-        "best",
-        "like",
-        "solid",
-        "great",
-        "well",
-        "exceeded",
-    ]
-)
-NEGATIVE_WORDS: Final[frozenset[str]] = frozenset(
-    [
-        "terrible",
-        "disappointed",
-        "disappointing",
-        "awful",
-        "waste",
-        "broke",
-        "useless",
-        "worst",
-        "cheap",
-        "poor",
-        "flimsy",
-        "mediocre",
-        "flaws",
-        "avoid",
-        "returning",
-        "never",
-        "not",
-        "dull",
-        "duller",
-        "thin",
-    ]
-)
-
 
 # --------------------------------------------------------------------------------------------
 # Image rendering
@@ -1545,19 +1499,45 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
     cfg = config or ShopConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    files = ShopFiles(
+        root=out,
+        events=out / "events.csv",
+        items=out / "items.csv",
+        reviews=out / "reviews.jsonl",
+        users=out / "users.csv",
+        images=out / "images" if cfg.images else None,
+        ground_truth=out / "ground_truth.json",
+    )
     gen = _ShopGenerator(cfg)
     cat = gen.catalog()
     titles, descs, attrs = gen.item_texts(cat)
     users = gen.users(cat)
-    aff = gen.affinity(cat, users)
-    beh = gen.behaviour(cat, users, aff)
-    ev = beh["events"]
-    reviews = gen.reviews(cat, users, ev, beh["aff_z"])
+    beh = gen.behaviour(cat, users, gen.affinity(cat, users))
+    reviews = gen.reviews(cat, users, beh["events"], beh["aff_z"])
     bots = gen.bots(users)
 
-    # ---- items.csv -----------------------------------------------------------------------
-    items_path = out / "items.csv"
-    with items_path.open("w", encoding="utf-8", newline="") as fh:
+    _write_items(files.items, cfg, cat, titles, descs, attrs)
+    _write_users(files.users, users)
+    _write_reviews(files.reviews, cat, users, reviews)
+    log = _write_events(files.events, gen, cat, users, beh, reviews, bots)
+    if files.images is not None:
+        gen.images(cat, files.images)
+    gt = _ground_truth(gen, cat, users, reviews, log)
+    with files.ground_truth.open("w", encoding="utf-8", newline="\n") as fh:
+        json.dump(gt, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+    return files
+
+
+def _write_items(
+    path: Path,
+    cfg: ShopConfig,
+    cat: _Catalog,
+    titles: list[str],
+    descs: list[str],
+    attrs: list[str],
+) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(ITEMS_HEADER)
         for i, item_id in enumerate(cat.item_ids):
@@ -1575,9 +1555,9 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
                 ]
             )
 
-    # ---- users.csv -----------------------------------------------------------------------
-    users_path = out / "users.csv"
-    with users_path.open("w", encoding="utf-8", newline="") as fh:
+
+def _write_users(path: Path, users: _Users) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(USERS_HEADER)
         for u, user_id in enumerate(users.user_ids):
@@ -1591,9 +1571,10 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
                 ]
             )
 
-    # ---- reviews.jsonl ---------------------------------------------------------------------
-    reviews_path = out / "reviews.jsonl"
-    with reviews_path.open("w", encoding="utf-8", newline="\n") as fh:
+
+def _write_reviews(path: Path, cat: _Catalog, users: _Users, reviews: list[dict[str, Any]]) -> None:
+    """One JSON object per line, keys in :data:`REVIEW_KEYS` order."""
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
         for r in reviews:
             obj = {
                 "user_id": users.user_ids[r["user_idx"]],
@@ -1607,7 +1588,20 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
             }
             fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
-    # ---- events.csv ------------------------------------------------------------------------
+
+def _write_events(
+    path: Path,
+    gen: _ShopGenerator,
+    cat: _Catalog,
+    users: _Users,
+    beh: dict[str, Any],
+    reviews: list[dict[str, Any]],
+    bots: dict[str, IntArray],
+) -> dict[str, Any]:
+    """Human, review (``rate``) and bot events in time order, plus planted duplicates and
+    malformed rows; returns where the noise went and what was written."""
+    cfg = gen.cfg
+    ev = beh["events"]
     n_rate = len(reviews)
     n_bot = len(bots["user"])
     user = np.concatenate(
@@ -1640,8 +1634,13 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
     user, item, etype, ts = user[srt], item[srt], etype[srt], ts[srt]
     session, query, value_num = session[srt], query[srt], value_num[srt]
     n_valid = len(user)
-    # Bot sessions are numbered after human ones; renumber all by first appearance (time).
-    sess_ids = _ids("s", int(session.max()) + 1 if len(session) else 1)
+    # Number sessions (human and bot alike) by first appearance in the file.
+    has_sess = session >= 0
+    uniq, first_at = np.unique(session[has_sess], return_index=True)
+    renum = np.empty(len(uniq), dtype=np.int64)
+    renum[np.argsort(first_at, kind="stable")] = np.arange(len(uniq))
+    session[has_sess] = renum[np.searchsorted(uniq, session[has_sess])]
+    sess_ids = _ids("s", max(1, len(uniq)))
     value_str = [
         "" if math.isnan(v) else (f"{v:.2f}" if t == _PURCHASE else f"{int(v)}")
         for v, t in zip(value_num.tolist(), etype.tolist(), strict=True)
@@ -1717,8 +1716,7 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
         names=list(EVENTS_HEADER),
     )
     table = pa.concat_tables([good, bad]).take(pa.array(final))
-    events_path = out / "events.csv"
-    with events_path.open("wb") as fh:
+    with path.open("wb") as fh:
         fh.write((",".join(EVENTS_HEADER) + "\n").encode())
         _write_events_table(fh, table)
 
@@ -1728,17 +1726,34 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
     dup_lines = (where[n_valid : n_valid + n_dup] + 2).tolist()
     bad_lines = (where[n_valid + n_dup :] + 2).tolist()
 
-    # ---- images ----------------------------------------------------------------------------
-    images_dir: Path | None = None
-    if cfg.images:
-        images_dir = out / "images"
-        gen.images(cat, images_dir)
-
-    # ---- ground truth ----------------------------------------------------------------------
-    counts_by_type = {
-        name: int(np.sum(etype == code)) for code, name in enumerate(_ET) if np.any(etype == code)
+    return {
+        "rows": len(final),
+        "valid": n_valid,
+        "n_dup": n_dup,
+        "dup_lines": sorted(dup_lines),
+        "malformed": [
+            {"line": ln, "kind": k} for ln, k in sorted(zip(bad_lines, kinds, strict=True))
+        ],
+        "by_type": {
+            name: int(np.sum(etype == code))
+            for code, name in enumerate(_ET)
+            if np.any(etype == code)
+        },
+        "sessions": n_human_sess,
+        "bot_events": n_bot,
+        "bot_sessions": len(np.unique(bots["burst"])),
     }
-    gt: dict[str, Any] = {
+
+
+def _ground_truth(
+    gen: _ShopGenerator,
+    cat: _Catalog,
+    users: _Users,
+    reviews: list[dict[str, Any]],
+    log: dict[str, Any],
+) -> dict[str, Any]:
+    cfg = gen.cfg
+    return {
         "version": 1,
         "config": cfg.to_dict(),
         "period": {"start": _iso(gen.start), "end": _iso(gen.end)},
@@ -1813,13 +1828,11 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
         "bot_user_ids": [users.user_ids[u] for u in np.flatnonzero(users.bot)],
         "noise": {
             "n_bot_users": int(users.bot.sum()),
-            "n_bot_events": n_bot,
-            "n_duplicate_rows": n_dup,
-            "duplicate_lines": sorted(dup_lines),
-            "n_malformed_rows": n_bad,
-            "malformed": [
-                {"line": ln, "kind": k} for ln, k in sorted(zip(bad_lines, kinds, strict=True))
-            ],
+            "n_bot_events": log["bot_events"],
+            "n_duplicate_rows": log["n_dup"],
+            "duplicate_lines": log["dup_lines"],
+            "n_malformed_rows": len(log["malformed"]),
+            "malformed": log["malformed"],
             "n_outlier_prices": len(cat.outliers),
             "outlier_prices": {
                 cat.item_ids[i]: {
@@ -1831,30 +1844,17 @@ def generate_shop(out_dir: str | Path, config: ShopConfig | None = None) -> Shop
             },
         },
         "counts": {
-            "rows": len(final),
-            "valid_events": int(n_valid),
-            "events_by_type": counts_by_type,
-            "sessions": int(n_human_sess),
-            "bot_sessions": len(np.unique(bots["burst"])),
+            "rows": log["rows"],
+            "valid_events": log["valid"],
+            "events_by_type": log["by_type"],
+            "sessions": log["sessions"],
+            "bot_sessions": log["bot_sessions"],
             "reviews": len(reviews),
             "users": cfg.n_users,
             "items": cfg.n_items,
         },
         "line_numbers": "1-based lines of events.csv; the header is line 1",
     }
-    gt_path = out / "ground_truth.json"
-    with gt_path.open("w", encoding="utf-8", newline="\n") as fh:
-        json.dump(gt, fh, ensure_ascii=False, indent=1)
-        fh.write("\n")
-    return ShopFiles(
-        root=out,
-        events=events_path,
-        items=items_path,
-        reviews=reviews_path,
-        users=users_path,
-        images=images_dir,
-        ground_truth=gt_path,
-    )
 
 
 # --------------------------------------------------------------------------------------------
