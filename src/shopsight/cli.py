@@ -57,10 +57,15 @@ def friendly_errors(fn: F) -> F:
             OSError,
         ) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            err.print(f"[red]error:[/red] {msg}", highlight=False)
+            error(msg)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def error(msg: str) -> None:
+    """One unwrapped line on stderr (a terminal's width must not split the message)."""
+    sys.stderr.write(f"error: {msg}\n")
 
 
 def emit(obj: dict[str, Any], as_json: bool) -> None:
@@ -148,7 +153,7 @@ def ingest(
         err.print(table)
     for f in report.files:
         if f.error:
-            err.print(f"[red]error:[/red] {f.error}", highlight=False)
+            error(f.error)
     if not report.ok:
         raise typer.Exit(2)
 

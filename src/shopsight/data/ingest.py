@@ -32,6 +32,7 @@ from shopsight.data.validate import (
     item_reason_sql,
     normalise_event_type_sql,
     review_reason_sql,
+    trimmed_id_sql,
     user_reason_sql,
 )
 
@@ -111,7 +112,7 @@ def _normalised_select(target: str) -> str:
     cols = []
     for name in STAGING[target].names:
         if name in ("user_id", "item_id", "session_id"):
-            cols.append(f"nullif(trim({name}), '') AS {name}")
+            cols.append(f"{trimmed_id_sql(name)} AS {name}")
         elif name == "event_type":
             cols.append(f"{normalise_event_type_sql('event_type')} AS event_type")
         else:

@@ -28,14 +28,30 @@ def _q(s: str) -> str:
 
 
 def _blank(col: str) -> str:
-    return f"({col} IS NULL OR trim({col}) = '')"
+    # trim() only runs on values that start with a space: the common case stays cheap.
+    return f"({col} IS NULL OR {col} = '' OR (starts_with({col}, ' ') AND trim({col}) = ''))"
+
+
+def trimmed_id_sql(col: str) -> str:
+    """Id with surrounding spaces removed, NULL when blank; trim() only where needed."""
+    return (
+        f"(CASE WHEN {col} IS NULL OR NOT (starts_with({col}, ' ') OR ends_with({col}, ' ')) "
+        f"THEN nullif({col}, '') ELSE nullif(trim({col}), '') END)"
+    )
 
 
 def normalise_event_type_sql(col: str = "event_type") -> str:
-    """Lower-case, trimmed, aliases mapped to canonical names (SQL expression)."""
-    cases = " ".join(f"WHEN {_q(a)} THEN {_q(t)}" for a, t in EVENT_TYPE_ALIASES.items())
+    """Lower-case, trimmed, aliases mapped to canonical names (SQL expression).
+
+    Canonical spellings (nearly every row) pass through one IN test; only the rest pay for
+    lower/trim and the alias lookup.
+    """
+    canon = ", ".join(_q(t) for t in EVENT_TYPES)
     norm = f"lower(trim({col}))"
-    return f"(CASE {norm} {cases} ELSE {norm} END)"
+    cases = " ".join(f"WHEN {_q(a)} THEN {_q(t)}" for a, t in EVENT_TYPE_ALIASES.items())
+    return (
+        f"(CASE WHEN {col} IN ({canon}) THEN {col} ELSE (CASE {norm} {cases} ELSE {norm} END) END)"
+    )
 
 
 def normalise_event_type(value: str | None) -> str | None:

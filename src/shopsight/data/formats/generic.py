@@ -137,19 +137,23 @@ def check_required(path: Path, target: str, cols: dict[str, str], options: ReadO
 def timestamp_sql(expr: str) -> str:
     """Parse ISO-8601 (offsets honoured, naive read as UTC), epoch seconds or epoch milliseconds.
 
-    The ISO cast goes first: it is the common case and the cheapest; epoch parsing only runs for
-    what it rejects.
+    The ISO cast goes first: it is the common case and the cheapest; ``coalesce`` only evaluates
+    the epoch parsing for the rows it rejects.
     """
     iso = f"timezone('UTC', try_cast({expr} AS TIMESTAMPTZ))"
     d = f"try_cast(trim({expr}) AS DOUBLE)"
-    return f"""(CASE
-      WHEN {iso} IS NOT NULL THEN {iso}
-      WHEN {expr} IS NULL OR trim({expr}) = '' THEN NULL
-      WHEN {d} IS NOT NULL THEN
-        CASE WHEN isnan({d}) OR isinf({d}) OR abs({d}) > 1e15 THEN NULL
+    epoch = f"""(CASE WHEN {d} IS NULL OR isnan({d}) OR isinf({d}) OR abs({d}) > 1e15 THEN NULL
              WHEN abs({d}) >= 1e11 THEN make_timestamp(CAST({d} * 1000 AS BIGINT))
-             ELSE make_timestamp(CAST({d} * 1000000 AS BIGINT)) END
-      ELSE timezone('UTC', try_cast(trim({expr}) AS TIMESTAMPTZ)) END)"""
+             ELSE make_timestamp(CAST({d} * 1000000 AS BIGINT)) END)"""
+    return f"coalesce({iso}, {epoch}, timezone('UTC', try_cast(trim({expr}) AS TIMESTAMPTZ)))"
+
+
+def number_sql(expr: str) -> str:
+    """A plain number, or one written like ``$1,299.00``; NULL when it is neither."""
+    return (
+        f"coalesce(try_cast({expr} AS DOUBLE), "
+        f"try_cast(replace(replace(trim({expr}), '$', ''), ',', '') AS DOUBLE))"
+    )
 
 
 def _select_list(target: str, cols: dict[str, str], options: ReadOptions, raw_sql: str) -> str:
@@ -171,7 +175,7 @@ def _select_list(target: str, cols: dict[str, str], options: ReadOptions, raw_sq
         if name in _TIMESTAMP_COLS:
             sel[name] = timestamp_sql(src(name))
         elif name in ("value", "price", "rating"):
-            sel[name] = f"try_cast(replace(trim({src(name)}), '$', '') AS DOUBLE)"
+            sel[name] = number_sql(src(name))
         elif name == "helpful_votes":
             sel[name] = f"try_cast(replace({src(name)}, ',', '') AS BIGINT)"
         elif name == "verified":
