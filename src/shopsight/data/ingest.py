@@ -163,11 +163,15 @@ class _FileIngest:
         norm = f"SELECT {_normalised_select(target)} FROM ({inner})"
         reason = _reason_sql(target, src, self.now_sql)
         key = key_sql(target)
-        # raw text is only kept for quarantined rows: it is large and useless for good ones.
+        # Raw text (the record and the *_raw twins) is only kept for quarantined rows: it is
+        # large and useless for good ones, and a narrower table does not spill to disk.
+        raw_cols = [c for c in STAGING[target].names if c == "raw" or c.endswith("_raw")]
+        keep_raw = ", ".join(
+            f"CASE WHEN _reason IS NULL THEN NULL ELSE {c} END AS {c}" for c in raw_cols
+        )
         self.conn.execute(
             f"""CREATE TEMP TABLE {chk} AS
-            SELECT * EXCLUDE (raw, _reason), _reason AS reason,
-                   CASE WHEN _reason IS NULL THEN NULL ELSE raw END AS raw,
+            SELECT * EXCLUDE ({", ".join(raw_cols)}, _reason), _reason AS reason, {keep_raw},
                    CASE WHEN _reason IS NULL THEN {key} END AS _key
             FROM (SELECT *, {reason} AS _reason FROM ({norm}))"""
         )
@@ -222,33 +226,23 @@ class _FileIngest:
         )
         key_col = schema.KEY_COLUMN[target]
         cand = f"{chk}_new"
-        n_good = counts.read - counts.quarantined
         stored_any = fetch_one(self.conn, f'SELECT 1 FROM "{target}" LIMIT 1')
-        distinct = fetch_one(
-            self.conn, f"SELECT count(DISTINCT _key) FROM {chk} WHERE reason IS NULL"
+        # Keys seen more than once in this file, with the line that keeps them: usually few,
+        # so deduplication is a join with a small table, not a sort of the whole file.
+        self.conn.execute(
+            f"""CREATE TEMP TABLE {chk}_dup AS SELECT _key, min(line) AS keep FROM {chk}
+            WHERE reason IS NULL GROUP BY _key HAVING count(*) > 1"""
         )
-        if (
-            stored_any is None
-            and distinct is not None
-            and int(distinct[0]) == n_good
-            and target not in schema.ENTITY_ID
-        ):
-            # Common first load: nothing to deduplicate, so no extra pass over the rows.
-            self.conn.execute(
-                f"CREATE TEMP VIEW {cand} AS SELECT * FROM {chk} WHERE reason IS NULL"
-            )
+        new_rows = f"""SELECT c.* FROM {chk} c
+            ANTI JOIN {chk}_dup d ON c._key = d._key AND c.line <> d.keep
+            WHERE c.reason IS NULL"""
+        if stored_any is not None:
+            new_rows = f"""SELECT n.* FROM ({new_rows}) n
+                ANTI JOIN "{target}" t ON n._key = t.{key_col}"""
+        if target in schema.ENTITY_ID:
+            self.conn.execute(f"CREATE TEMP TABLE {cand} AS {new_rows}")
         else:
-            # New content only: the first occurrence (by line) of each key not already stored.
-            firsts = ", ".join(
-                f"arg_min({c}, line) AS {c}" for c in STAGING[target].names if c != "line"
-            )
-            self.conn.execute(
-                f"""CREATE TEMP TABLE {cand} AS
-                SELECT _key, min(line) AS line, {firsts} FROM (
-                    SELECT c.* FROM {chk} c ANTI JOIN "{target}" t ON c._key = t.{key_col}
-                    WHERE c.reason IS NULL)
-                GROUP BY _key"""
-            )
+            self.conn.execute(f"CREATE TEMP VIEW {cand} AS {new_rows}")
         if target in schema.ENTITY_ID:
             counts.quarantined += self._quarantine_conflicts(target, cand)
         out_cols = schema.column_names(target)

@@ -53,7 +53,7 @@ class Store:
         # Naive timestamps mean UTC everywhere; bound DuckDB's memory so big ingests spill to disk.
         self.conn.execute("SET TimeZone = 'UTC'")
         self.conn.execute(
-            f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1GB')}'"
+            f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1500MB')}'"
         )
         if not read_only:
             self._create_tables()
