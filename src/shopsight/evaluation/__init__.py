@@ -1,0 +1,5 @@
+"""Honest evaluation: metrics, bounded-memory ranking, named protocols, experiments, tuning.
+
+Submodules are imported on use (``from shopsight.evaluation.experiment import Experiment``), so
+``import shopsight.evaluation`` stays light.
+"""

@@ -1,0 +1,902 @@
+"""Experiments: several models, one protocol, the same splits, mean +- std, significance.
+
+``Experiment(protocol, models, metrics, ks, seeds).run(dataset)`` reads like the sentence it
+means (after Cornac's ``Experiment``). For every seed (and every fold of a k-fold protocol) the
+protocol's split is made once and every model is fitted on its training part and evaluated on
+its test part with the same candidates, exclusions and users, so per-user values pair up across
+models. The result holds, per model and metric, the mean and sample standard deviation over
+the runs (seeds x folds) and, against a baseline model, a paired t-test and a Wilcoxon
+signed-rank test (scipy) on the per-user values of all runs (per test pair for rating metrics:
+squared errors for RMSE and R2, absolute errors for MAE). Global list metrics (coverage, Gini)
+have one value per run and no per-user test.
+
+Models are given by registry name (``"ease"``), with parameters (``"ease:l2=300"`` or a dict
+``{"model": "ease", "params": {...}, "label": ...}``), or as the path of a config written by
+``shopsight tune`` (YAML/JSON with ``model`` and ``params``). A model that accepts ``seed`` gets
+the run's seed unless its parameters fix one. A model that fails to fit or evaluate is reported
+with its error (the others still run).
+
+:func:`run_evaluate` is the function behind ``shopsight evaluate``; :func:`render_table`,
+:func:`to_markdown` and :func:`to_csv` format a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from scipy import stats
+
+from shopsight.evaluation import metrics as M
+from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
+from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
+from shopsight.evaluation.rating import RATING_MODELS
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.split import Split
+    from shopsight.models.base import Recommender
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class ExperimentError(ValueError):
+    """An experiment cannot run as asked (one-line message)."""
+
+
+# -- model specs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model by registry name, its parameters and the label it is reported under."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        if self.label:
+            return self.label
+        if not self.params:
+            return self.name
+        args = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name}({args})"
+
+    def build(self, seed: int | None = None) -> Recommender:
+        klass = model_class(self.name)
+        params = dict(self.params)
+        if seed is not None and "seed" in klass._param_names() and "seed" not in params:
+            params["seed"] = int(seed)
+        try:
+            return klass(**params)
+        except TypeError as exc:
+            raise ExperimentError(f"model {self.name!r}: {exc}") from None
+
+
+def model_class(name: str) -> type[Recommender]:
+    """A model class by name: the evaluation-side rating models, then the model registry."""
+    if name in RATING_MODELS:
+        return RATING_MODELS[name]
+    from shopsight.models.registry import get_model_class
+
+    return get_model_class(name)
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def read_model_config(path: str | Path) -> ModelSpec:
+    """A model config file (``{model: NAME, params: {...}}``, as written by ``tune``)."""
+    p = Path(path)
+    if not p.exists():
+        raise ExperimentError(f"{p}: no such model config")
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(p.read_text(encoding="utf-8"))
+        else:
+            import yaml
+
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise ExperimentError(
+            f"{p}: cannot read model config: {str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("model"), str):
+        raise ExperimentError(
+            f"{p}: expected a mapping with 'model' (a registry name) and 'params'"
+        )
+    params = data.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ExperimentError(f"{p}: 'params' must be a mapping")
+    return ModelSpec(
+        data["model"], dict(params), str(data.get("label") or f"{data['model']}[{p.stem}]")
+    )
+
+
+def parse_model_spec(spec: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
+    """``"ease"``, ``"ease:l2=300,feedback=binary"``, a config path, or a dict."""
+    if isinstance(spec, ModelSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        name = spec.get("model") or spec.get("name")
+        if not isinstance(name, str):
+            raise ExperimentError(f"model spec {dict(spec)!r}: needs 'model' (a registry name)")
+        return ModelSpec(name, dict(spec.get("params") or {}), str(spec.get("label") or ""))
+    text = str(spec).strip()
+    if text.lower().endswith((".yaml", ".yml", ".json")):
+        return read_model_config(text)
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for part in rest.split(","):
+        if not part.strip():
+            continue
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ExperimentError(f"model spec {text!r}: expected name:key=value,key=value")
+        params[key.strip()] = _parse_value(value.strip())
+    if not name:
+        raise ExperimentError(f"model spec {text!r}: empty model name")
+    return ModelSpec(name.strip(), params)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ExperimentResult:
+    """Per-run records, per-model summaries, significance tests, slices; see :meth:`to_dict`."""
+
+    protocol: Protocol
+    dataset: dict[str, Any]
+    models: list[str]
+    metrics: list[str]
+    runs: list[dict[str, Any]]
+    summary: dict[str, dict[str, dict[str, Any]]]
+    slices: dict[str, dict[str, dict[str, float]]]
+    baseline: str | None
+    mode: str = "full"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(
+            {
+                "protocol": self.protocol.to_dict(),
+                "dataset": self.dataset,
+                "mode": self.mode,
+                "models": self.models,
+                "metrics": self.metrics,
+                "baseline": self.baseline,
+                "summary": self.summary,
+                "slices": self.slices,
+                "published": {k: dict(v) for k, v in self.protocol.published.items()},
+                "runs": self.runs,
+                "seconds": self.seconds,
+            }
+        )
+
+    def value(self, model: str, metric: str) -> float:
+        """Mean of ``metric`` for ``model`` (NaN when missing)."""
+        return float(self.summary.get(model, {}).get(metric, {}).get("mean", float("nan")))
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating | float):
+        v = float(x)
+        return v if math.isfinite(v) else None
+    if isinstance(x, np.ndarray):
+        return _json_safe(x.tolist())
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+# -- the experiment ----------------------------------------------------------------------------
+
+
+def category_features(dataset: Dataset) -> sp.csr_matrix | None:
+    """Multi-hot item content features from the catalogue's ``category`` (tokens split on
+    ``|``, ``>``, ``/`` and ``,``) and ``brand``; ``None`` when the catalogue has neither."""
+    cols = []
+    for name in ("category", "brand"):
+        if name in dataset.items.column_names:
+            cols.append((name, dataset.items.column(name).to_pylist()))
+    rows: list[int] = []
+    data_cols: list[int] = []
+    vocab_idx: dict[str, int] = {}
+    for name, values in cols:
+        for r, v in enumerate(values):
+            if not v:
+                continue
+            text = str(v)
+            for sep in (">", "/", ","):
+                text = text.replace(sep, "|")
+            for tok in {t.strip().lower() for t in text.split("|") if t.strip()}:
+                key = f"{name}:{tok}"
+                rows.append(r)
+                data_cols.append(vocab_idx.setdefault(key, len(vocab_idx)))
+    if not vocab_idx:
+        return None
+    return sp.csr_matrix(
+        (np.ones(len(rows), np.float32), (rows, data_cols)), shape=(dataset.n_items, len(vocab_idx))
+    )
+
+
+class Experiment:
+    """Run several models on the same split(s) of one protocol (see the module docstring).
+
+    ``metrics`` / ``ks`` override the protocol's; ``seeds`` are the runs (with a k-fold
+    protocol, every fold of every seed); ``baseline`` is the label (or registry name) of the
+    model the others are tested against (default: the first model). ``sampled``: rank against
+    this many sampled negatives instead of the whole catalogue (labelled in the output).
+    ``item_features``: content rows for intra-list diversity (default: the catalogue's category
+    and brand). ``segments``: a segment label per user index, or a mapping user id -> label.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol | str | Path | Mapping[str, Any],
+        models: Sequence[str | Mapping[str, Any] | ModelSpec],
+        *,
+        metrics: Sequence[str] | None = None,
+        ks: Sequence[int] | None = None,
+        seeds: Sequence[int] = (0,),
+        baseline: str | None = None,
+        sampled: int | None = None,
+        memory_budget_mb: float = 512,
+        item_features: npt.ArrayLike | sp.spmatrix | None = None,
+        segments: npt.ArrayLike | Mapping[str, Any] | None = None,
+        slices: bool = True,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.protocol = load_protocol(protocol)
+        self.specs = [parse_model_spec(m) for m in models]
+        if not self.specs:
+            raise ExperimentError("no models to evaluate")
+        labels = [s.display for s in self.specs]
+        if len(set(labels)) != len(labels):
+            raise ExperimentError(f"two models have the same label: {labels}")
+        try:
+            if metrics:
+                names, cut = M.parse_metrics(list(metrics), list(ks or self.protocol.ks))
+                self.protocol = self.protocol.with_(metrics=tuple(names), ks=tuple(cut))
+            elif ks:
+                self.protocol = self.protocol.with_(ks=tuple(int(k) for k in ks))
+        except (M.MetricError, ProtocolError) as exc:
+            raise ExperimentError(str(exc)) from None
+        self.seeds = [int(s) for s in seeds] or [0]
+        self.baseline = self._resolve_baseline(baseline, labels)
+        self.sampled = sampled
+        self.memory_budget_mb = memory_budget_mb
+        self.item_features = item_features
+        self.segments = segments
+        self.slices = slices
+        self.progress = progress
+
+    @staticmethod
+    def _resolve_baseline(baseline: str | None, labels: list[str]) -> str | None:
+        if baseline is None:
+            return labels[0] if len(labels) > 1 else None
+        if baseline in labels:
+            return baseline
+        matches = [lab for lab in labels if lab.split("(")[0].split("[")[0] == baseline]
+        if len(matches) == 1:
+            return matches[0]
+        raise ExperimentError(f"baseline {baseline!r} is not one of the models {labels}")
+
+    def _say(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress(msg)
+
+    def run(self, dataset: Dataset, lineage: Lineage | None = None) -> ExperimentResult:
+        t0 = time.perf_counter()
+        p = self.protocol
+        labels = [s.display for s in self.specs]
+        runs: list[dict[str, Any]] = []
+        paired: dict[str, dict[str, list[FloatArray]]] = {lab: {} for lab in labels}
+        slice_acc: dict[str, dict[str, dict[str, list[float]]]] = {lab: {} for lab in labels}
+        feats = self.item_features
+        if feats is None and any(m == "diversity" for m in p.metrics):
+            feats = category_features(dataset)
+        segments = self._segments(dataset)
+        for seed in self.seeds:
+            # (a protocol that pins its split seed gives the same split for every seed: then
+            # only the models' seeds vary between runs)
+            splits = p.make_splits(dataset, seed, lineage)
+            for f, split in enumerate(splits):
+                run_id = f"seed={seed}" + (f"/fold={f + 1}" if len(splits) > 1 else "")
+                self._say(f"{p.name} {run_id}: split {split.sizes()}")
+                train, valid, test = dataset.split(split)
+                for spec, label in zip(self.specs, labels, strict=True):
+                    rec = self._run_one(
+                        spec,
+                        label,
+                        run_id,
+                        seed,
+                        split,
+                        dataset,
+                        train,
+                        valid,
+                        test,
+                        feats,
+                        segments,
+                        paired[label],
+                        slice_acc[label],
+                    )
+                    runs.append(rec)
+                    self._say(
+                        f"  {label}: "
+                        + ", ".join(
+                            f"{k}={v:.4f}"
+                            for k, v in rec.get("metrics", {}).items()
+                            if isinstance(v, float)
+                        )
+                        if "metrics" in rec
+                        else f"  {label}: error: {rec.get('error')}"
+                    )
+        metric_names = _ordered_metrics(runs)
+        summary = self._summarize(labels, metric_names, runs, paired)
+        slices = {
+            lab: {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in acc.items()}
+            for lab, acc in slice_acc.items()
+        }
+        return ExperimentResult(
+            protocol=p,
+            dataset={
+                "fingerprint": dataset.fingerprint,
+                "users": dataset.n_users,
+                "items": dataset.n_items,
+                "interactions": len(dataset),
+                "file_order": bool(lineage is not None and lineage.order is not None),
+                "sources": list(lineage.sources) if lineage is not None else [],
+            },
+            models=labels,
+            metrics=metric_names,
+            runs=runs,
+            summary=summary,
+            slices=slices,
+            baseline=self.baseline,
+            mode="sampled" if self.sampled else "full",
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _segments(self, dataset: Dataset) -> npt.NDArray[np.object_] | None:
+        if self.segments is None:
+            return None
+        if isinstance(self.segments, Mapping):
+            out = np.full(dataset.n_users, None, dtype=object)
+            for uid, label in self.segments.items():
+                idx = dataset.user_index.get(str(uid))
+                if idx is not None:
+                    out[idx] = label
+            return out
+        arr = np.asarray(self.segments, dtype=object)
+        if len(arr) != dataset.n_users:
+            raise ExperimentError(f"segments has {len(arr)} entries for {dataset.n_users} users")
+        return arr
+
+    def _run_one(
+        self,
+        spec: ModelSpec,
+        label: str,
+        run_id: str,
+        seed: int,
+        split: Split,
+        dataset: Dataset,
+        train: Dataset,
+        valid: Dataset | None,
+        test: Dataset,
+        feats: Any,
+        segments: Any,
+        paired: dict[str, list[FloatArray]],
+        slice_acc: dict[str, dict[str, list[float]]],
+    ) -> dict[str, Any]:
+        p = self.protocol
+        rec: dict[str, Any] = {
+            "model": label,
+            "run": run_id,
+            "seed": seed,
+            "split": split.to_dict(),
+        }
+        try:
+            model = spec.build(seed)
+            t1 = time.perf_counter()
+            model.fit(train, valid)
+            rec["fit_seconds"] = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            if p.task == "rating":
+                values, per_pair = evaluate_rating(model, test, p.metrics)
+                rec["metrics"] = values
+                for k, v in per_pair.items():
+                    paired.setdefault(k, []).append(v)
+            else:
+                res = self._evaluate_ranking(
+                    model, split, dataset, train, valid, test, seed, feats, segments
+                )
+                rec["metrics"] = res.metrics
+                rec["info"] = res.info
+                for k, v in res.per_user.items():
+                    paired.setdefault(k, []).append(v)
+                for sname, vals in res.slices.items():
+                    for m, v in vals.items():
+                        slice_acc.setdefault(sname, {}).setdefault(m, []).append(v)
+            rec["eval_seconds"] = time.perf_counter() - t2
+        except Exception as exc:  # one failing model must not hide the others' results
+            rec["error"] = (
+                f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            )
+        return rec
+
+    def _evaluate_ranking(
+        self,
+        model: Recommender,
+        split: Split,
+        dataset: Dataset,
+        train: Dataset,
+        valid: Dataset | None,
+        test: Dataset,
+        seed: int,
+        feats: Any,
+        segments: Any,
+    ) -> Any:
+        p = self.protocol
+        truth = p.truth(test)
+        exclude = p.exclusion(train, valid)
+        users = p.eval_users(train, truth)
+        scorer: Any = model
+        if (
+            p.history == "train+valid"
+            and valid is not None
+            and len(valid)
+            and hasattr(model, "score_sequences")
+        ):
+            scorer = sequence_scorer(
+                model,
+                dataset.subset(
+                    np.concatenate(
+                        [
+                            split.train,
+                            split.valid if split.valid is not None else np.zeros(0, np.int64),
+                        ]
+                    )
+                ),
+            )
+        train_seen = (train.matrix() > 0).astype(np.float32)
+        item_counts = np.asarray(train_seen.sum(axis=0)).ravel()
+        n_train_users = int(np.count_nonzero(np.asarray(train_seen.sum(axis=1)).ravel()))
+        islices, uslices = standard_slices(train_seen) if self.slices else ({}, {})
+        return evaluate_ranking(
+            scorer,
+            truth,
+            exclude=exclude,
+            ks=p.ks,
+            metrics=p.metrics,
+            users=users,
+            candidates=p.candidate_mask(train, test),
+            mask_value=p.mask_value,
+            tie_break=p.tie_break,
+            seed=seed,
+            memory_budget_mb=self.memory_budget_mb,
+            sampled=self.sampled,
+            item_counts=item_counts,
+            n_train_users=max(n_train_users, 1),
+            item_features=feats,
+            item_slices=islices,
+            user_slices=uslices,
+            segments=segments,
+        )
+
+    def _summarize(
+        self,
+        labels: list[str],
+        metric_names: list[str],
+        runs: list[dict[str, Any]],
+        paired: dict[str, dict[str, list[FloatArray]]],
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        base = self.baseline
+        for lab in labels:
+            recs = [r for r in runs if r["model"] == lab]
+            errors = [r["error"] for r in recs if "error" in r]
+            entry: dict[str, dict[str, Any]] = {}
+            for m in metric_names:
+                vals = [r["metrics"][m] for r in recs if "metrics" in r and m in r["metrics"]]
+                vals = [v for v in vals if v is not None and math.isfinite(v)]
+                if not vals:
+                    continue
+                cell: dict[str, Any] = {
+                    "mean": float(np.mean(vals)),
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0,
+                    "runs": len(vals),
+                }
+                if base is not None and lab != base and not errors:
+                    cell.update(self._significance(m, paired.get(lab, {}), paired.get(base, {})))
+                entry[m] = cell
+            if errors:
+                entry["error"] = {"message": errors[0], "runs": len(errors)}
+            out[lab] = entry
+        if base is not None:
+            for lab in labels:
+                for m, cell in out[lab].items():
+                    base_cell = out.get(base, {}).get(m)
+                    if lab != base and m != "error" and base_cell and "mean" in base_cell:
+                        cell["delta"] = cell["mean"] - base_cell["mean"]
+        return out
+
+    def _significance(
+        self, metric: str, mine: dict[str, list[FloatArray]], theirs: dict[str, list[FloatArray]]
+    ) -> dict[str, Any]:
+        key = {"rmse": "_sq_err", "r2": "_sq_err", "mae": "_abs_err"}.get(metric, metric)
+        if key not in mine or key not in theirs or len(mine[key]) != len(theirs[key]):
+            return {}
+        a = np.concatenate(mine[key])
+        b = np.concatenate(theirs[key])
+        if a.shape != b.shape:
+            return {}
+        ok = np.isfinite(a) & np.isfinite(b)
+        a, b = a[ok], b[ok]
+        if len(a) < 2:
+            return {"pairs": len(a)}
+        diff = a - b
+        if np.allclose(diff, 0.0):
+            return {"pairs": len(a), "p_ttest": 1.0, "p_wilcoxon": 1.0}
+        t = stats.ttest_rel(a, b)
+        try:
+            w = stats.wilcoxon(diff, zero_method="wilcox")
+            p_w = float(w.pvalue)
+        except ValueError:
+            p_w = float("nan")
+        return {"pairs": len(a), "p_ttest": float(t.pvalue), "p_wilcoxon": p_w}
+
+
+def sequence_scorer(model: Any, history: Dataset) -> Callable[[npt.NDArray[np.int64]], np.ndarray]:
+    """Scores from each user's sequence in ``history`` (for models with ``score_sequences``)."""
+    seqs = history.sequences()
+    events = history.event_sequences()
+
+    def score(users: npt.NDArray[np.int64]) -> np.ndarray:
+        out: np.ndarray = model.score_sequences(
+            [seqs[u] for u in users], [events[u].astype(np.int64) for u in users]
+        )
+        return out
+
+    return score
+
+
+def evaluate_rating(
+    model: Recommender, test: Dataset, metrics: Sequence[str]
+) -> tuple[dict[str, float], dict[str, FloatArray]]:
+    """RMSE / MAE / R2 of ``model.predict`` on the test part's ratings, plus per-pair errors."""
+    if not hasattr(model, "predict"):
+        raise ExperimentError(
+            f"{type(model).__name__} cannot predict ratings (no predict()); rating protocols need "
+            "a rating model such as bayesmf or biasedmf"
+        )
+    r = test.ratings
+    if len(r) == 0:
+        raise ExperimentError("the test part has no ratings")
+    pred = np.asarray(model.predict(r.user, r.item), dtype=np.float64)
+    truth = r.rating.astype(np.float64)
+    fns = {"rmse": M.rmse, "mae": M.mae, "r2": M.r2}
+    values = {m: fns[m](truth, pred) for m in metrics}
+    return values, {"_sq_err": (truth - pred) ** 2, "_abs_err": np.abs(truth - pred)}
+
+
+def _ordered_metrics(runs: list[dict[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for r in runs:
+        for k in r.get("metrics", {}):
+            if k not in out:
+                out.append(k)
+    return out
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def _cell(summary: Mapping[str, Any]) -> str:
+    text = f"{summary['mean']:.4f}"
+    if summary.get("runs", 1) > 1:
+        text += f" ± {summary['std']:.4f}"
+    pt, pw = summary.get("p_ttest"), summary.get("p_wilcoxon")
+    if (
+        pt is not None
+        and pw is not None
+        and math.isfinite(pt)
+        and math.isfinite(pw)
+        and max(pt, pw) < 0.05
+    ):
+        text += " *"
+    return text
+
+
+def _caption(result: ExperimentResult) -> str:
+    p = result.protocol
+    n_runs = max(
+        (len([r for r in result.runs if r["model"] == m]) for m in result.models), default=0
+    )
+    parts = [
+        f"protocol {p.name} ({p.description})" if p.description else f"protocol {p.name}",
+        f"{result.mode} ranking" if p.task == "ranking" else "rating prediction",
+        f"mean ± std over {n_runs} run(s)",
+    ]
+    if result.baseline:
+        parts.append(f"* = paired t-test and Wilcoxon p < 0.05 vs {result.baseline}")
+    return "; ".join(parts)
+
+
+def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
+    header = ["model", *result.metrics, "fit s"]
+    rows = []
+    for m in result.models:
+        s = result.summary.get(m, {})
+        fit = [
+            float(r["fit_seconds"]) for r in result.runs if r["model"] == m and "fit_seconds" in r
+        ]
+        row = [m + (" (baseline)" if m == result.baseline else "")]
+        row += [_cell(s[k]) if k in s else "" for k in result.metrics]
+        row.append(f"{np.mean(fit):.1f}" if fit else "")
+        if "error" in s:
+            row[1 if len(row) > 1 else 0] = f"error: {s['error']['message']}"
+        rows.append(row)
+    for name, vals in result.protocol.published.items():
+        row = (
+            [f"{name} [published]"]
+            + [f"{vals[k]:.4f}" if k in vals else "" for k in result.metrics]
+            + [""]
+        )
+        if any(x for x in row[1:]):
+            rows.append(row)
+    return header, rows
+
+
+def render_table(result: ExperimentResult | Mapping[str, Any]) -> Table:
+    """A rich table: one row per model (mean ± std, * when significant), published rows below."""
+    from rich.table import Table
+
+    res = _as_result(result)
+    header, rows = _table_rows(res)
+    table = Table(
+        title=f"{res.protocol.name}: {res.dataset.get('interactions', '?')} interactions",
+        caption=_caption(res),
+    )
+    for h in header:
+        table.add_column(h, justify="left" if h == "model" else "right")
+    for row in rows:
+        table.add_row(*row, style="dim" if row[0].endswith("[published]") else None)
+    return table
+
+
+def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
+    """The table in Markdown, then the p-values against the baseline."""
+    res = _as_result(result)
+    header, rows = _table_rows(res)
+    lines = [
+        f"**{res.protocol.name}**: {_caption(res)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    tests = [
+        (m, k, c)
+        for m in res.models
+        for k, c in res.summary.get(m, {}).items()
+        if isinstance(c, Mapping) and "p_ttest" in c
+    ]
+    if tests:
+        unit = "per-rating errors" if res.protocol.task == "rating" else "per-user values"
+        lines += [
+            "",
+            f"Paired tests against {res.baseline} ({unit} over all runs):",
+            "",
+            "| model | metric | delta | p (t-test) | p (Wilcoxon) | pairs |",
+            "|---|---|---|---|---|---|",
+        ]
+        for m, k, c in tests:
+            lines.append(
+                f"| {m} | {k} | {c.get('delta', float('nan')):+.4f} | {c['p_ttest']:.3g} | "
+                f"{c.get('p_wilcoxon', float('nan')):.3g} | {c.get('pairs', '')} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(result: ExperimentResult | Mapping[str, Any]) -> str:
+    """Long format: one line per (model, metric), ours and published."""
+    res = _as_result(result)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "protocol",
+            "model",
+            "source",
+            "metric",
+            "mean",
+            "std",
+            "runs",
+            "delta",
+            "p_ttest",
+            "p_wilcoxon",
+            "pairs",
+        ]
+    )
+    for m in res.models:
+        for k, c in res.summary.get(m, {}).items():
+            if k == "error":
+                continue
+            w.writerow(
+                [
+                    res.protocol.name,
+                    m,
+                    "ours",
+                    k,
+                    c["mean"],
+                    c["std"],
+                    c["runs"],
+                    c.get("delta", ""),
+                    c.get("p_ttest", ""),
+                    c.get("p_wilcoxon", ""),
+                    c.get("pairs", ""),
+                ]
+            )
+    for name, vals in res.protocol.published.items():
+        for k, v in vals.items():
+            w.writerow([res.protocol.name, name, "published", k, v, "", "", "", "", "", ""])
+    return buf.getvalue()
+
+
+def _as_result(result: ExperimentResult | Mapping[str, Any]) -> ExperimentResult:
+    if isinstance(result, ExperimentResult):
+        return result
+    d = dict(result)
+    proto = Protocol.from_dict(dict(d["protocol"]))
+    return ExperimentResult(
+        protocol=proto,
+        dataset=dict(d.get("dataset", {})),
+        models=list(d["models"]),
+        metrics=list(d["metrics"]),
+        runs=list(d.get("runs", [])),
+        summary={m: {k: dict(v) for k, v in s.items()} for m, s in d["summary"].items()},
+        slices=dict(d.get("slices", {})),
+        baseline=d.get("baseline"),
+        mode=str(d.get("mode", "full")),
+        seconds=float(d.get("seconds") or 0.0),
+    )
+
+
+def write_result(result: ExperimentResult, out: str | Path) -> Path:
+    """Write the result as Markdown (.md), CSV (.csv) or JSON (anything else)."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".markdown"):
+        path.write_text(to_markdown(result), encoding="utf-8")
+    elif suffix == ".csv":
+        path.write_text(to_csv(result), encoding="utf-8")
+    else:
+        path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def run_evaluate(
+    store_path: str | Path,
+    protocol: str | Path | Mapping[str, Any],
+    models: Sequence[str | Mapping[str, Any]] | str,
+    seeds: Sequence[int] = (0,),
+    metrics: Sequence[str] | str | None = None,
+    ks: Sequence[int] | str | None = None,
+    baseline: str | None = None,
+    out: str | Path | None = None,
+    *,
+    sampled: int | None = None,
+    memory_budget_mb: float = 512,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """``shopsight evaluate``: build the dataset from the store, run, optionally write ``out``.
+
+    ``models``, ``metrics`` and ``ks`` may be comma-separated strings. Returns the JSON-friendly
+    result (:meth:`ExperimentResult.to_dict`) with ``"written"`` set when a file was written.
+    """
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.store import Store
+    from shopsight.evaluation.protocols import lineage_from_store
+
+    model_list = split_models(models) if isinstance(models, str) else list(models)
+    metric_list = (
+        _split_list(metrics) if isinstance(metrics, str) else (list(metrics) if metrics else None)
+    )
+    k_list = (
+        [int(k) for k in _split_list(ks)] if isinstance(ks, str) else (list(ks) if ks else None)
+    )
+    exp = Experiment(
+        protocol,
+        model_list,
+        metrics=metric_list,
+        ks=k_list,
+        seeds=seeds,
+        baseline=baseline,
+        sampled=sampled,
+        memory_budget_mb=memory_budget_mb,
+        progress=progress,
+    )
+    path = Path(store_path)
+    if not path.exists():
+        raise ExperimentError(f"{path}: no such store (run `shopsight ingest` first)")
+    with Store(path, read_only=True) as store:
+        dataset = Dataset.from_store(store)
+        lineage = lineage_from_store(store, dataset)
+    result = exp.run(dataset, lineage)
+    d = result.to_dict()
+    if out is not None:
+        d["written"] = str(write_result(result, out))
+    return d
+
+
+def split_models(text: str) -> list[str]:
+    """``"ease:l2=300,feedback=binary,als"`` -> ``["ease:l2=300,feedback=binary", "als"]``.
+
+    A comma-separated piece with ``=`` and no ``:`` is a parameter of the model before it
+    (model names never contain ``=``)."""
+    out: list[str] = []
+    for piece in (t.strip() for t in text.split(",")):
+        if not piece:
+            continue
+        if "=" in piece and ":" not in piece and out:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _split_list(text: str | Sequence[Any] | None) -> list[str]:
+    if text is None:
+        return []
+    if isinstance(text, str):
+        return [t.strip() for t in text.split(",") if t.strip()]
+    return [str(t) for t in text]
+
+
+__all__ = [
+    "Experiment",
+    "ExperimentError",
+    "ExperimentResult",
+    "ModelSpec",
+    "category_features",
+    "evaluate_rating",
+    "model_class",
+    "parse_model_spec",
+    "read_model_config",
+    "render_table",
+    "run_evaluate",
+    "sequence_scorer",
+    "split_models",
+    "to_csv",
+    "to_markdown",
+    "write_result",
+]

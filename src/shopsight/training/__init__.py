@@ -1,0 +1,1 @@
+"""Training infrastructure shared by the torch models: the loop and distributed helpers."""

@@ -1,0 +1,289 @@
+"""Data-parallel training with ``torch.distributed`` (DDP), started by ``torchrun``.
+
+The same code runs in one process or in N: :func:`init_distributed` reads the environment that
+``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``) and
+starts a process group (``gloo`` on CPU, ``nccl`` where each rank has a GPU); without those
+variables it returns a single-process context and nothing is initialised. The
+:class:`~shopsight.training.trainer.Trainer` asks :func:`current` for the context, wraps the
+module in ``DistributedDataParallel`` when the world has more than one process, and trains on
+this rank's shard of every global batch (:func:`shard`).
+
+Sharding is what makes N processes train *the same model* as one process with the same total
+batch: the sampler draws each epoch's samples from ``(seed, epoch)`` alone (identically on every
+rank), cuts them into global batches, and rank ``r`` takes rows ``r::world_size`` of each. Each
+rank's loss is ``world_size * sum(its per-sample losses) / global_batch_size`` (:func:`shard`
+returns that scale); DDP averages gradients over ranks, so every step applies exactly the
+gradient of the global batch mean, and the parameters after each step equal those of the
+single-process run up to floating-point summation order.
+
+Launch (2 processes on this machine)::
+
+    python -m torch.distributed.run --nproc_per_node=2 -m shopsight.training.distributed \\
+        --store shop.duckdb --model bpr --out model_dir --set epochs=10
+
+Rank 0 writes the model (and checkpoints); every rank can write a per-step checksum log of its
+parameters (``--checksums DIR``), which the DDP test compares across ranks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+from torch import nn
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the (possibly one-process) training world."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # None: no process group (single process)
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 and dist.is_available() and dist.is_initialized()
+
+
+def current() -> DistContext:
+    """The context of an already initialised process group, or the single-process one."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return DistContext()
+    backend = str(dist.get_backend())
+    rank, world = dist.get_rank(), dist.get_world_size()
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    device = f"cuda:{local}" if backend == "nccl" else "cpu"
+    return DistContext(rank, world, local, backend, device)
+
+
+def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> DistContext:
+    """Start the process group described by torchrun's environment (no-op without it).
+
+    ``backend`` defaults to ``nccl`` when CUDA is available with a device per local rank, else
+    ``gloo`` (CPU). Calling it again in an initialised process just returns the context.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return current()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if not dist.is_available():
+        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(
+            f"WORLD_SIZE={world} but {', '.join(missing)} not set; start with torchrun "
+            "(python -m torch.distributed.run --nproc_per_node=N ...)"
+        )
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if backend is None:
+        backend = (
+            "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > local else "gloo"
+        )
+    if backend == "nccl":
+        torch.cuda.set_device(local)
+    from datetime import timedelta
+
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    return current()
+
+
+def cleanup() -> None:
+    """Destroy the process group if one was started."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext | None = None) -> None:
+    ctx = ctx or current()
+    if ctx.distributed:
+        dist.barrier()
+
+
+def broadcast_float(value: float, ctx: DistContext | None = None, src: int = 0) -> float:
+    """Rank ``src``'s value on every rank (e.g. a validation metric computed on rank 0)."""
+    ctx = ctx or current()
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.broadcast(t, src=src)
+    return float(t.item())
+
+
+def all_reduce_sum(value: float, ctx: DistContext | None = None) -> float:
+    ctx = ctx or current()
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item())
+
+
+def shard(rows: IntArray, ctx: DistContext | None = None) -> tuple[IntArray, float]:
+    """This rank's rows of one *global* batch, and the scale of its summed per-sample loss.
+
+    Rank ``r`` takes ``rows[r::world_size]``; the scale is ``world_size / len(rows)`` (see
+    :func:`loss_scale`), so that DDP's average over ranks is the global batch mean.
+    """
+    ctx = ctx or current()
+    local = rows[ctx.rank :: ctx.world_size]
+    return local, loss_scale(len(rows), ctx)
+
+
+def loss_scale(global_batch: int, ctx: DistContext | None = None) -> float:
+    """Multiplier of a rank's summed per-sample loss (see :func:`shard`)."""
+    ctx = ctx or current()
+    return ctx.world_size / max(global_batch, 1)
+
+
+def global_batches(n: int, batch_size: int) -> Iterator[IntArray]:
+    """Consecutive index ranges ``[start, start + batch_size)`` covering ``range(n)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(start + batch_size, n), dtype=np.int64)
+
+
+def wrap(module: nn.Module, ctx: DistContext | None = None) -> nn.Module:
+    """``module`` inside ``DistributedDataParallel`` when training with several processes.
+
+    DDP broadcasts rank 0's parameters at construction, so every rank starts from the same
+    model even if a rank's initialisation differed.
+    """
+    ctx = ctx or current()
+    if not ctx.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    if ctx.backend == "nccl":
+        return DistributedDataParallel(module, device_ids=[ctx.local_rank])
+    return DistributedDataParallel(module)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    inner = getattr(module, "module", None)
+    return inner if isinstance(inner, nn.Module) else module
+
+
+def param_checksum(module: nn.Module) -> str:
+    """SHA-256 over every parameter's name, shape and float32 bytes (rank comparison)."""
+    h = hashlib.sha256()
+    for name, p in sorted(unwrap(module).named_parameters()):
+        h.update(name.encode())
+        h.update(str(tuple(p.shape)).encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@contextmanager
+def process_group(backend: str | None = None) -> Iterator[DistContext]:
+    """``with process_group() as ctx:`` initialise from torchrun's environment, clean up after."""
+    started = not (dist.is_available() and dist.is_initialized())
+    ctx = init_distributed(backend)
+    try:
+        yield ctx
+    finally:
+        if started:
+            cleanup()
+
+
+# -- command-line entry point (what torchrun runs) --------------------------------------------
+
+
+def _parse_value(raw: str) -> Any:
+    """``--set key=value`` values: JSON when it parses (numbers, bools, null, lists), else text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {pair!r}: expected key=value")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Train one registered model from a store, in every process torchrun starts."""
+    parser = argparse.ArgumentParser(
+        prog="python -m shopsight.training.distributed",
+        description="Train a model with DDP (start with torchrun); rank 0 saves it.",
+    )
+    parser.add_argument("--store", required=True, help="DuckDB store to build the Dataset from")
+    parser.add_argument("--model", required=True, help="registered model name, e.g. bpr")
+    parser.add_argument("--out", required=True, help="directory rank 0 saves the model to")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    parser.add_argument("--checkpoint-dir", default=None, help="resumable checkpoints (rank 0)")
+    parser.add_argument("--checksums", default=None, help="write per-step checksums per rank")
+    parser.add_argument("--backend", default=None, choices=["gloo", "nccl"])
+    args = parser.parse_args(argv)
+
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.store import Store
+    from shopsight.models.registry import create_model
+    from shopsight.training.trainer import run_manifest, training_run
+
+    store_path = Path(args.store)
+    if not store_path.exists():
+        print(f"{store_path}: no such store", file=sys.stderr)
+        return 2
+    with process_group(args.backend) as ctx:
+        with Store(store_path, read_only=True) as store:
+            dataset = Dataset.from_store(store)
+        model = create_model(args.model, **parse_overrides(args.overrides))
+        sums: list[str] = []
+
+        def on_step(step: int, module: nn.Module) -> None:
+            sums.append(param_checksum(module))
+
+        with training_run(
+            checkpoint_dir=args.checkpoint_dir,
+            on_step=on_step if args.checksums else None,
+        ):
+            model.fit(dataset)
+        if args.checksums:
+            out = Path(args.checksums)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"rank{ctx.rank}.json").write_text(
+                json.dumps({"rank": ctx.rank, "world_size": ctx.world_size, "steps": sums})
+            )
+        if ctx.is_main:
+            manifest = run_manifest(
+                model,
+                dataset,
+                result=getattr(model, "train_result_", None),
+                config={"store": str(store_path), "world_size": ctx.world_size},
+            )
+            model.save(args.out, extra={"world_size": ctx.world_size, "manifest": manifest})
+        barrier(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

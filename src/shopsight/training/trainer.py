@@ -1,0 +1,603 @@
+"""A small, generic mini-batch PyTorch training loop shared by the torch models.
+
+The loop knows nothing about recommendation. A model gives it:
+
+- a ``torch.nn.Module`` whose ``forward(*batch)`` returns the (already scaled) training loss of
+  one batch, so that ``DistributedDataParallel`` sees every forward;
+- ``batches(epoch)``: this rank's batches of one epoch, a pure function of ``(seed, epoch)``
+  (so a resumed run sees exactly the batches the interrupted one would have seen);
+- optionally ``validate()``: a metric where higher is better (e.g. NDCG@10 on a validation
+  split, :func:`ranking_ndcg`), used for early stopping and to keep the best weights.
+
+The loop adds: seeding (``torch.manual_seed`` from ``(seed, epoch, rank)`` at each epoch),
+deterministic algorithms while training, an optimiser (Adam, AdamW, SGD, Adagrad), a per-epoch
+learning-rate schedule with warm-up, gradient clipping, early stopping with patience, restoring
+the best weights, a ``rich`` progress bar, resumable checkpoints (safetensors + JSON, never
+pickle), DDP when a process group is up (see :mod:`shopsight.training.distributed`), and a
+history of loss / metric / learning rate / time per epoch for the run manifest.
+
+Options that are about *a run* rather than the model (where to checkpoint, whether to show a
+progress bar, per-step hooks) are set with the :func:`training_run` context manager, so model
+hyper-parameters stay plain JSON-able values::
+
+    with training_run(checkpoint_dir="ckpt/", progress=True):
+        model.fit(train, valid)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from shopsight.training import distributed as D
+
+if TYPE_CHECKING:
+    from shopsight.data.dataset import Dataset
+    from shopsight.models.base import Recommender
+
+Batch = tuple[Any, ...]
+Optimizer = Literal["adam", "adamw", "sgd", "adagrad"]
+Schedule = Literal["constant", "cosine", "linear"]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, bad configuration, incompatible checkpoint)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of the loop itself (a model maps its own params onto these)."""
+
+    epochs: int = 20
+    lr: float = 1e-2
+    optimizer: Optimizer = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: Schedule = "constant"
+    warmup_epochs: int = 0
+    grad_clip: float | None = None
+    patience: int | None = None  # evaluations without improvement before stopping
+    min_delta: float = 0.0
+    eval_every: int = 1
+    seed: int = 0
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> TrainingError:
+            return TrainingError(f"TrainConfig.{name}={getattr(self, name)!r}: expected {expected}")
+
+        if self.epochs < 0:
+            raise bad("epochs", "an integer >= 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", "a positive finite number")
+        if self.optimizer not in ("adam", "adamw", "sgd", "adagrad"):
+            raise bad("optimizer", "one of adam, adamw, sgd, adagrad")
+        if self.lr_schedule not in ("constant", "cosine", "linear"):
+            raise bad("lr_schedule", "one of constant, cosine, linear")
+        if self.warmup_epochs < 0:
+            raise bad("warmup_epochs", "an integer >= 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise bad("grad_clip", "a positive number or None")
+        if self.patience is not None and self.patience < 1:
+            raise bad("patience", "an integer >= 1 or None")
+        if self.eval_every < 1:
+            raise bad("eval_every", "an integer >= 1")
+        if self.weight_decay < 0:
+            raise bad("weight_decay", "a number >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What happened: per-epoch history, the best evaluation, whether training stopped early."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    stopped_early: bool = False
+    epochs_run: int = 0
+    steps: int = 0
+    resumed_from: int | None = None
+    world_size: int = 1
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- run options (context) ---------------------------------------------------------------------
+
+StepHook = Callable[[int, nn.Module], None]
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run options set by :func:`training_run` (not model hyper-parameters)."""
+
+    checkpoint_dir: str | Path | None = None
+    checkpoint_every: int = 1
+    resume: bool = True
+    progress: bool = False
+    on_step: StepHook | None = None
+    on_epoch: EpochHook | None = None
+
+
+_RUN: ContextVar[RunOptions] = ContextVar("shopsight_training_run", default=RunOptions())  # noqa: B039
+
+
+def run_options() -> RunOptions:
+    return _RUN.get()
+
+
+@contextlib.contextmanager
+def training_run(
+    *,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = True,
+    progress: bool = False,
+    on_step: StepHook | None = None,
+    on_epoch: EpochHook | None = None,
+) -> Iterator[RunOptions]:
+    """Set run options for every :class:`Trainer` started inside the ``with`` block."""
+    opts = RunOptions(checkpoint_dir, checkpoint_every, resume, progress, on_step, on_epoch)
+    token = _RUN.set(opts)
+    try:
+        yield opts
+    finally:
+        _RUN.reset(token)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Use torch's deterministic kernels inside the block, then restore the previous setting.
+
+    ``warn_only``: an op without a deterministic implementation warns instead of failing, so a
+    model still trains on a backend that lacks one (all ops used on CPU here have one).
+    """
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    before_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=before_warn)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from several integers (independent streams per epoch / rank / purpose)."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(
+        1, dtype=np.uint64
+    )
+    return int(state[0]) & ((1 << 63) - 1)
+
+
+# -- the loop ----------------------------------------------------------------------------------
+
+
+def _make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    p = [q for q in params if q.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(p, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(p, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adagrad(p, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Learning-rate multiplier of a 0-based epoch: linear warm-up, then the schedule."""
+    if cfg.warmup_epochs and epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    span = max(cfg.epochs - cfg.warmup_epochs, 1)
+    t = (epoch - cfg.warmup_epochs) / span
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if cfg.lr_schedule == "linear":
+        return max(1.0 - t, 0.0)
+    return 1.0
+
+
+class Trainer:
+    """Train ``module`` with :class:`TrainConfig`; DDP-aware; see the module docstring."""
+
+    def __init__(self, module: nn.Module, config: TrainConfig) -> None:
+        self.module = module
+        self.config = config
+        self.ctx = D.current()
+        self.opts = run_options()
+
+    def fit(
+        self,
+        batches: Callable[[int], Iterable[Batch]],
+        validate: Callable[[], float] | None = None,
+    ) -> TrainResult:
+        cfg, ctx, opts = self.config, self.ctx, self.opts
+        result = TrainResult(world_size=ctx.world_size)
+        t0 = time.perf_counter()
+        with deterministic_algorithms(cfg.deterministic):
+            model = D.wrap(self.module, ctx)
+            optimizer = _make_optimizer(self.module.parameters(), cfg)
+            best_state: dict[str, torch.Tensor] | None = None
+            bad_evals, start_epoch, step = 0, 0, 0
+            ckpt = Path(opts.checkpoint_dir) if opts.checkpoint_dir else None
+            if ckpt is not None and opts.resume and (ckpt / CHECKPOINT_JSON).exists():
+                state = load_checkpoint(ckpt, self.module, optimizer)
+                start_epoch, step = state["epoch"] + 1, state["step"]
+                result.history = state["history"]
+                result.best_epoch, result.best_metric = state["best_epoch"], state["best_metric"]
+                bad_evals = state["bad_evals"]
+                best_state = state["best_state"]
+                result.resumed_from = state["epoch"]
+            with _progress(opts.progress and ctx.is_main, cfg.epochs - start_epoch) as bar:
+                for epoch in range(start_epoch, cfg.epochs):
+                    e0 = time.perf_counter()
+                    lr = cfg.lr * lr_factor(epoch, cfg)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    torch.manual_seed(derive_seed(cfg.seed, epoch, ctx.rank, 7))
+                    model.train()
+                    total, n_batches = 0.0, 0
+                    for batch in batches(epoch):
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = model(*batch)
+                        loss.backward()
+                        if cfg.grad_clip is not None:
+                            nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
+                        optimizer.step()
+                        value = float(loss.detach())
+                        if not math.isfinite(value):
+                            raise TrainingError(
+                                f"loss became {value} at epoch {epoch + 1}, step {step + 1}; "
+                                "lower the learning rate or raise the regularisation"
+                            )
+                        total += value
+                        n_batches += 1
+                        step += 1
+                        if opts.on_step is not None:
+                            opts.on_step(step, self.module)
+                    # Per-rank sums of scaled losses add up to the global mean batch loss.
+                    mean_loss = D.all_reduce_sum(total, ctx) / max(n_batches, 1) / ctx.world_size
+                    row: dict[str, float] = {
+                        "epoch": float(epoch + 1),
+                        "loss": mean_loss,
+                        "lr": lr,
+                    }
+                    stop = False
+                    if validate is not None and (
+                        (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                    ):
+                        model.eval()
+                        with torch.no_grad():
+                            metric = validate() if ctx.is_main else 0.0
+                        metric = D.broadcast_float(metric, ctx)
+                        row["metric"] = metric
+                        if (
+                            result.best_metric is None
+                            or metric > result.best_metric + cfg.min_delta
+                        ):
+                            result.best_metric, result.best_epoch = metric, epoch + 1
+                            best_state = _copy_state(self.module)
+                            bad_evals = 0
+                        else:
+                            bad_evals += 1
+                            stop = cfg.patience is not None and bad_evals >= cfg.patience
+                    row["seconds"] = time.perf_counter() - e0
+                    result.history.append(row)
+                    result.epochs_run = epoch + 1
+                    if opts.on_epoch is not None:
+                        opts.on_epoch(epoch + 1, row)
+                    if (
+                        ckpt is not None
+                        and ctx.is_main
+                        and (
+                            (epoch + 1) % opts.checkpoint_every == 0
+                            or stop
+                            or epoch + 1 == cfg.epochs
+                        )
+                    ):
+                        save_checkpoint(
+                            ckpt,
+                            self.module,
+                            optimizer,
+                            epoch=epoch,
+                            step=step,
+                            history=result.history,
+                            best_epoch=result.best_epoch,
+                            best_metric=result.best_metric,
+                            bad_evals=bad_evals,
+                            best_state=best_state,
+                            config=asdict(cfg),
+                        )
+                    D.barrier(ctx)
+                    bar(row)
+                    if stop:
+                        result.stopped_early = True
+                        break
+            if best_state is not None:
+                # Keep the weights of the best evaluation, not of the last epoch.
+                self.module.load_state_dict(best_state)
+        result.steps = step
+        result.seconds = time.perf_counter() - t0
+        return result
+
+
+def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[dict[str, float]], None]]:
+    if not enabled:
+        yield lambda row: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("train", total=total, info="")
+
+        def advance(row: dict[str, float]) -> None:
+            info = f"loss {row['loss']:.4f}" + (
+                f"  metric {row['metric']:.4f}" if "metric" in row else ""
+            )
+            progress.update(task, advance=1, info=info)
+
+        yield advance
+
+
+# -- checkpoints (safetensors + JSON) ------------------------------------------------------------
+
+CHECKPOINT_JSON = "checkpoint.json"
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+
+
+def save_checkpoint(
+    directory: str | Path,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    step: int,
+    history: list[dict[str, float]],
+    best_epoch: int | None,
+    best_metric: float | None,
+    bad_evals: int,
+    best_state: dict[str, torch.Tensor] | None,
+    config: dict[str, Any],
+) -> Path:
+    """Write a resumable checkpoint atomically (tensors to safetensors, the rest to JSON)."""
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in D.unwrap(module).state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    if best_state is not None:
+        for k, v in best_state.items():
+            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+    opt = optimizer.state_dict()
+    opt_scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in opt["state"].items():
+        for name, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"optim.{pid}.{name}"] = val.detach().cpu().contiguous()
+            else:
+                opt_scalars.setdefault(str(pid), {})[name] = val
+    meta = {
+        "epoch": epoch,
+        "step": step,
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_metric": best_metric,
+        "bad_evals": bad_evals,
+        "has_best": best_state is not None,
+        "optimizer": {"param_groups": opt["param_groups"], "scalars": opt_scalars},
+        "params": {k: list(v.shape) for k, v in D.unwrap(module).state_dict().items()},
+        "config": config,
+    }
+    tmp_t, tmp_j = d / (CHECKPOINT_TENSORS + ".tmp"), d / (CHECKPOINT_JSON + ".tmp")
+    save_file(tensors, str(tmp_t))
+    tmp_j.write_text(json.dumps(meta, default=str))
+    # tensors first, then the JSON that marks the checkpoint complete
+    os.replace(tmp_t, d / CHECKPOINT_TENSORS)
+    os.replace(tmp_j, d / CHECKPOINT_JSON)
+    return d
+
+
+def load_checkpoint(
+    directory: str | Path, module: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Any]:
+    """Restore module (and optimizer) state in place; returns the loop state saved with it."""
+    from safetensors.torch import load_file
+
+    d = Path(directory)
+    meta = json.loads((d / CHECKPOINT_JSON).read_text())
+    tensors = load_file(str(d / CHECKPOINT_TENSORS))
+    target = D.unwrap(module)
+    expected = {k: list(v.shape) for k, v in target.state_dict().items()}
+    if meta["params"] != expected:
+        raise TrainingError(
+            f"{d}: checkpoint was written for other parameters "
+            f"({sorted(meta['params'])[:3]}... vs {sorted(expected)[:3]}...); "
+            "use another checkpoint directory or delete this one"
+        )
+    target.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best = (
+        {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        if meta.get("has_best")
+        else None
+    )
+    if optimizer is not None:
+        state: dict[int, dict[str, Any]] = {}
+        for key, val in tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = val
+        for pid, scalars in meta["optimizer"]["scalars"].items():
+            state.setdefault(int(pid), {}).update(scalars)
+        optimizer.load_state_dict(
+            {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
+        )
+    return {**meta, "best_state": best}
+
+
+# -- validation metric for early stopping ------------------------------------------------------
+
+
+def ranking_ndcg(
+    score_fn: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]],
+    seen: sp.csr_matrix,
+    targets: sp.csr_matrix,
+    *,
+    k: int = 10,
+    max_users: int | None = 2000,
+    batch_size: int = 1024,
+    seed: int = 0,
+) -> float:
+    """Mean NDCG@k over users with targets, ranking the full catalogue minus ``seen`` items.
+
+    ``targets``: users x items, non-zero where an item is relevant (already-seen pairs are
+    dropped, since the ranking excludes them). Scored in batches (bounded memory); at most
+    ``max_users`` users, a seeded sample, keep early stopping cheap.
+    """
+    t = targets.tocsr().astype(bool).astype(np.float32)
+    t = (t - t.multiply(seen.astype(bool))).tocsr()
+    t.eliminate_zeros()
+    users = np.flatnonzero(np.diff(t.indptr) > 0).astype(np.int64)
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    if not len(users):
+        return 0.0
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    total = 0.0
+    for start in range(0, len(users), batch_size):
+        ub = users[start : start + batch_size]
+        s = np.asarray(score_fn(ub), dtype=np.float32).copy()
+        seen_b = seen[ub].tocoo()
+        s[seen_b.row, seen_b.col] = -np.inf
+        kk = min(k, s.shape[1])
+        top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        rel = np.asarray(t[ub][np.arange(len(ub))[:, None], top].todense()) > 0
+        dcg = (rel * discounts[:kk]).sum(axis=1)
+        n_rel = np.minimum(np.diff(t.indptr)[ub], kk)
+        idcg = np.cumsum(discounts[:kk])[n_rel - 1]
+        total += float((dcg / idcg).sum())
+    return total / len(users)
+
+
+ScoreFn = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
+
+
+def validation_fn(
+    model: Recommender,
+    score_fn: ScoreFn | None,
+    valid: Dataset | None,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    scorer: Callable[[], ScoreFn] | None = None,
+) -> Callable[[], float] | None:
+    """Early-stopping metric of a model being fitted: NDCG@k of ``valid``'s items.
+
+    ``score_fn(users)`` scores a batch of users. Alternatively ``scorer()`` is called once per
+    evaluation and returns such a function, so a model can prepare what all batches share
+    (e.g. LightGCN's graph propagation). ``None`` when there is nothing to validate on.
+    """
+    if valid is None or len(valid) == 0:
+        return None
+    if (score_fn is None) == (scorer is None):
+        raise ValueError("validation_fn needs exactly one of score_fn or scorer")
+    targets = valid.implicit
+    seen = model.seen_
+
+    def metric() -> float:
+        fn = scorer() if scorer is not None else score_fn
+        assert fn is not None
+        return ranking_ndcg(fn, seen, targets, k=k, seed=seed)
+
+    return metric
+
+
+# -- run manifest --------------------------------------------------------------------------------
+
+
+def run_manifest(
+    model: Recommender,
+    dataset: Dataset | None = None,
+    *,
+    result: TrainResult | None = None,
+    metrics: dict[str, float] | None = None,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What to save beside a trained model so the run can be redone exactly."""
+    import importlib.metadata as md
+
+    def version(pkg: str) -> str | None:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "model": model.name,
+        "params": model.get_params(),
+        "seed": model.get_params().get("seed"),
+        "data_fingerprint": None if dataset is None else dataset.fingerprint,
+        "data": None
+        if dataset is None
+        else {"users": dataset.n_users, "items": dataset.n_items, "interactions": len(dataset)},
+        "training": None if result is None else result.to_dict(),
+        "metrics": metrics or {},
+        "config": config or {},
+        "versions": {
+            "python": platform.python_version(),
+            **{p: version(p) for p in ("shopsight", "torch", "numpy", "scipy", "implicit")},
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+__all__ = [
+    "RunOptions",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "derive_seed",
+    "deterministic_algorithms",
+    "load_checkpoint",
+    "lr_factor",
+    "ranking_ndcg",
+    "run_manifest",
+    "save_checkpoint",
+    "training_run",
+    "validation_fn",
+]

@@ -1,0 +1,155 @@
+"""The generic training loop: early stopping, best weights, schedules, clipping, checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from shopsight.models.mf import BPRModule, PairSampler, fit_pairwise
+from shopsight.training.trainer import (
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    deterministic_algorithms,
+    lr_factor,
+    ranking_ndcg,
+    training_run,
+)
+
+
+class Quadratic(nn.Module):
+    """loss = |w - target|^2 per batch; a batch is (scale,)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(3))
+        self.target = torch.tensor([1.0, -2.0, 3.0])
+
+    def forward(self, scale: float) -> torch.Tensor:
+        return scale * (self.w - self.target).pow(2).sum()
+
+
+def one_batch(epoch: int) -> Iterator[tuple[float]]:
+    yield (1.0,)
+
+
+def test_early_stopping_restores_the_best_weights() -> None:
+    module = Quadratic()
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
+    snapshots: dict[int, torch.Tensor] = {}
+
+    def record(epoch: int, row: dict[str, float]) -> None:
+        snapshots[epoch] = module.w.detach().clone()
+
+    cfg = TrainConfig(epochs=6, lr=0.1, optimizer="sgd", patience=2)
+    with training_run(on_epoch=record):
+        result = Trainer(module, cfg).fit(one_batch, validate=lambda: next(scripted))
+    assert result.stopped_early and result.epochs_run == 4
+    assert result.best_epoch == 2 and result.best_metric == pytest.approx(0.5)
+    assert torch.equal(module.w.detach(), snapshots[2])
+    assert [row["metric"] for row in result.history] == pytest.approx([0.1, 0.5, 0.4, 0.3])
+
+
+def test_without_validation_all_epochs_run_and_loss_falls() -> None:
+    module = Quadratic()
+    result = Trainer(module, TrainConfig(epochs=30, lr=0.1, optimizer="sgd")).fit(one_batch)
+    assert result.epochs_run == 30 and not result.stopped_early and result.best_epoch is None
+    losses = [row["loss"] for row in result.history]
+    assert losses[-1] < 1e-3 < losses[0]
+
+
+def test_learning_rate_schedules() -> None:
+    cos = TrainConfig(epochs=10, lr_schedule="cosine")
+    assert lr_factor(0, cos) == pytest.approx(1.0)
+    assert lr_factor(5, cos) == pytest.approx(0.5)
+    lin = TrainConfig(epochs=10, lr_schedule="linear", warmup_epochs=2)
+    assert [round(lr_factor(e, lin), 4) for e in range(3)] == [
+        round(1 / 3, 4),
+        round(2 / 3, 4),
+        1.0,
+    ]
+    assert lr_factor(6, lin) == pytest.approx(0.5)
+    module = Quadratic()
+    result = Trainer(module, TrainConfig(epochs=4, lr=0.2, lr_schedule="cosine")).fit(one_batch)
+    lrs = [row["lr"] for row in result.history]
+    assert lrs[0] == pytest.approx(0.2) and all(a > b for a, b in itertools.pairwise(lrs))
+
+
+def test_gradient_clipping_bounds_the_step() -> None:
+    module = Quadratic()
+    module.target = torch.tensor([100.0, 100.0, 100.0])
+    Trainer(module, TrainConfig(epochs=1, lr=1.0, optimizer="sgd", grad_clip=0.5)).fit(one_batch)
+    assert float(module.w.detach().norm()) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_divergence_is_a_clear_error() -> None:
+    class Diverging(Quadratic):
+        def forward(self, scale: float) -> torch.Tensor:
+            return super().forward(scale) * float("nan")
+
+    with pytest.raises(TrainingError, match="lower the learning rate"):
+        Trainer(Diverging(), TrainConfig(epochs=2)).fit(one_batch)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("epochs", -1), ("lr", 0.0), ("optimizer", "lbfgs"), ("patience", 0), ("grad_clip", -1.0)],
+)
+def test_bad_config_names_the_field(field: str, value: object) -> None:
+    with pytest.raises(TrainingError, match=f"TrainConfig.{field}"):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def _bpr_run(matrix: sp.csr_matrix, checkpoint: Path | None, stop_after: int | None) -> BPRModule:
+    module = BPRModule(matrix.shape[0], matrix.shape[1], 8, seed=3)
+    sampler = PairSampler(matrix, seed=3, weighting="log")
+    cfg = TrainConfig(epochs=5, lr=0.05, seed=3)
+
+    def maybe_crash(epoch: int, row: dict[str, float]) -> None:
+        if stop_after is not None and epoch == stop_after:
+            raise KeyboardInterrupt  # a crash right after the checkpoint of that epoch
+
+    with training_run(checkpoint_dir=checkpoint, on_epoch=maybe_crash):
+        fit_pairwise(module, sampler, cfg, batch_size=64)
+    return module
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    m = sp.random(40, 30, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    m.data = rng.integers(1, 9, m.nnz).astype(np.float32)
+    reference = _bpr_run(m, None, None)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        _bpr_run(m, ckpt, stop_after=2)
+    # the on_epoch hook fires before the checkpoint write: the last complete one is epoch 1
+    resumed = _bpr_run(m, ckpt, None)
+    for a, b in zip(reference.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_ranking_ndcg_by_hand() -> None:
+    scores = np.array([[0.9, 0.8, 0.1, 0.5], [0.1, 0.2, 0.3, 0.4]], dtype=np.float32)
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    targets = sp.csr_matrix(np.array([[1, 0, 0, 1], [0, 1, 0, 0]], dtype=np.float32))
+    got = ranking_ndcg(lambda u: scores[u], seen, targets, k=2)
+    # user 0: item 0 is seen (dropped from targets and ranking): ranking [1, 3], target {3}
+    u0 = (1 / math.log2(3)) / 1.0
+    # user 1: ranking [3, 2], target {1}: no hit
+    assert got == pytest.approx((u0 + 0.0) / 2)
+
+
+def test_deterministic_algorithms_context_restores_the_setting() -> None:
+    before = torch.are_deterministic_algorithms_enabled()
+    with deterministic_algorithms(True):
+        assert torch.are_deterministic_algorithms_enabled()
+    assert torch.are_deterministic_algorithms_enabled() == before
