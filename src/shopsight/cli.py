@@ -510,6 +510,107 @@ def recommend(
             err.print(table)
 
 
+@app.command()
+@friendly_errors
+def featurize(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder holding local copies of item images.")
+    ] = None,
+    with_images: Annotated[bool, typer.Option("--images-on/--no-images")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed item text (MiniLM) and images (EfficientNet-Lite0); only new or changed items."""
+    from shopsight.features.pipeline import featurize as run_featurize
+
+    with err.status("featurizing...") if not as_json else _null():
+        report = run_featurize(_existing(store), images=images, with_images=with_images)
+    result = report.to_dict()
+    emit(result, as_json)
+    if not as_json:
+        table = Table("modality", "encoder", "computed", "reused", "masked")
+        for name in ("text", "image"):
+            m = result.get(name)
+            if m:
+                table.add_row(
+                    name, m["encoder"], str(m["computed"]), str(m["reused"]), str(m["masked"])
+                )
+        err.print(table)
+        err.print(f"{result['items']:,} items -> {result['output']} in {result['seconds']:.1f}s")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated registry names.")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="Named protocol or a YAML protocol file.")
+    ] = "leave-one-out",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
+    metrics: Annotated[str | None, typer.Option(help="e.g. ndcg,recall,hit")] = None,
+    ks: Annotated[str | None, typer.Option(help="e.g. 10,20")] = None,
+    baseline: Annotated[
+        str | None, typer.Option(help="Model for the paired significance test.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write .md, .csv or .json.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run several models on one protocol: mean, std and a paired test against a baseline."""
+    from shopsight.evaluation.experiment import render_table, run_evaluate
+
+    progress = None if as_json else (lambda m: err.print(m, highlight=False))
+    result = run_evaluate(
+        _existing(store),
+        protocol,
+        models,
+        seeds=[int(x) for x in seeds.split(",") if x.strip()],
+        metrics=metrics,
+        ks=ks,
+        baseline=baseline,
+        out=out,
+        progress=progress,
+    )
+    emit(result, as_json)
+    if not as_json:
+        err.print(render_table(result))
+
+
+@app.command()
+@friendly_errors
+def tune(
+    model: Annotated[str, typer.Option("--model", help="Registry name.")],
+    space: Annotated[Path, typer.Option("--space", help="YAML search space.")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    trials: Annotated[int, typer.Option(help="Number of trials.")] = 20,
+    sampler: Annotated[str, typer.Option(help="tpe | random | grid")] = "tpe",
+    protocol: Annotated[
+        str, typer.Option(help="Protocol for the validation split.")
+    ] = "random-811",
+    study: Annotated[Path | None, typer.Option(help="Study file (resumable).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Best config (YAML) for train.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Optuna search over a model's parameters; resumable; writes the best config."""
+    from shopsight.evaluation.tuning import run_tune
+
+    progress = None if as_json else (lambda m: err.print(m, highlight=False))
+    result = run_tune(
+        _existing(store),
+        model,
+        space,
+        trials=trials,
+        sampler=sampler,  # type: ignore[arg-type]
+        protocol=protocol,
+        study_path=study,
+        out_config=out,
+        progress=progress,
+    )
+    emit(result, as_json)
+    if not as_json:
+        err.print({k: v for k, v in result.items() if k != "trials"})
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 
