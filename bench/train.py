@@ -30,6 +30,7 @@ and a Markdown table is printed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -243,7 +244,8 @@ def cornac_bpr(factors: int, threads: int, train: Any) -> Callable[[], ScoreFn]:
 
     def fit() -> ScoreFn:
         m = cornac.models.BPR(k=factors, num_threads=threads, seed=0, verbose=False)
-        m.fit(ts)
+        with contextlib.redirect_stdout(sys.stderr):  # cornac prints even when not verbose
+            m.fit(ts)
         u, v, b = np.asarray(m.u_factors), np.asarray(m.i_factors), np.asarray(m.i_biases)
 
         def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -275,7 +277,8 @@ def cornac_vbpr(factors: int, train: Any, content: Any) -> Callable[[], ScoreFn]
 
     def fit() -> ScoreFn:
         m = cornac.models.VBPR(k=factors // 2, k2=factors // 2, seed=0, verbose=False)
-        m.fit(ts)
+        with contextlib.redirect_stdout(sys.stderr):  # cornac prints even when not verbose
+            m.fit(ts)
 
         def score(users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
             rows = [m.score(int(c)) if c >= 0 else np.zeros(len(ours_idx)) for c in umap[users]]
