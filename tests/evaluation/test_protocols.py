@@ -236,3 +236,15 @@ def test_ml100k_protocol_sizes(ml100k):
     assert folds[0].params["folds"] == "official u1..u5"
     rnd = get_protocol("random-75-25").make_splits(ds, lineage=lin)[0]
     assert rnd.sizes() == {"train": 75000, "test": 25000}
+
+
+def test_custom_recipes_follow_the_run_seed_unless_pinned(mini_ml):
+    ds = mini_ml.dataset
+    custom = Protocol(name="t", split="sklearn_random", split_params={"train_size": 0.5})
+    a, b = (custom.make_splits(ds, seed=s)[0] for s in (1, 2))
+    assert set(a.train.tolist()) != set(b.train.tolist())
+    pinned = get_protocol("random-75-25")  # seed 42, as published
+    a, b = (pinned.make_splits(ds, seed=s)[0] for s in (1, 2))
+    assert np.array_equal(a.train, b.train) and a.params["seed"] == 42
+    with pytest.raises(ProtocolError, match="unexpected keyword"):
+        Protocol(name="t", split="cornac_ratio", split_params={"ratio": 0.5}).make_splits(ds)

@@ -117,6 +117,26 @@ def test_study_resumes_from_its_file(small_shop, tmp_path):
         )
 
 
+def test_the_starting_configuration_is_the_first_trial(small_shop, tmp_path):
+    space = {"neighbours": {"type": "int", "low": 5, "high": 400}}
+    tuner = Tuner(
+        "itemknn",
+        space,
+        protocol="random-811",
+        trials=2,
+        sampler="random",
+        study_path=tmp_path / "start.db",
+    )
+    out = tuner.run(small_shop.dataset, small_shop.lineage, test=False)
+    study = optuna.load_study(
+        study_name=tuner.study_name, storage=f"sqlite:///{tmp_path / 'start.db'}"
+    )
+    first = study.trials[0]
+    assert first.params == {"neighbours": 100} and first.user_attrs["start"] is True
+    assert first.value == pytest.approx(out["validation"]["default"])
+    assert out["validation"]["best"] >= out["validation"]["default"]
+
+
 def test_grid_sampler_covers_the_grid(small_shop):
     space = {
         "neighbours": {"type": "int", "low": 10, "high": 30, "step": 20},

@@ -145,9 +145,13 @@ def test_featurize_recomputes_exactly_the_edited_title(
     expected = text_encoder.encode(["Copper kettle. Acme. Home > Kitchen. A fine product"]).vectors
     assert float(feats.text[0] @ expected[0]) > 0.9999
     assert set(feats.modalities()) == {"text", "image"}
+    with Store(store, read_only=True) as s:
+        assert feats.meta["store_fingerprint"] == s.fingerprint()
     assert r3.to_dict()["text"]["computed"] == 1
 
 
 def test_load_item_features_before_featurize(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="featurize"):
         load_item_features(tmp_path / "none.duckdb")
+    with pytest.raises(FileNotFoundError, match="no such image folder"):
+        featurize(tmp_path / "none.duckdb", images=tmp_path / "nowhere")

@@ -850,7 +850,8 @@ def run_evaluate(
         raise ExperimentError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
-        lineage = lineage_from_store(store, dataset)
+        # (reading every event's source line costs memory on a big store: only when needed)
+        lineage = lineage_from_store(store, dataset) if exp.protocol.needs_lineage else None
     result = exp.run(dataset, lineage)
     d = result.to_dict()
     if out is not None:

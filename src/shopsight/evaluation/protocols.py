@@ -536,6 +536,12 @@ class Protocol:
             )
 
     # -- description -----------------------------------------------------------------------
+    @property
+    def needs_lineage(self) -> bool:
+        """True when the split depends on the rows' file order or source files (see
+        :class:`Lineage`); the other recipes only read the interaction log."""
+        return self.split in ("kfold", "ms_stratified", "sklearn_random", "cornac_ratio")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["split_params"] = dict(self.split_params)
@@ -618,14 +624,25 @@ class Protocol:
                 info["folds"] = "official u1..u5"
             else:
                 split_seed = int(params.pop("seed", seed))
-                labels_list = _surprise_kfold(v, n_folds=n_folds, seed=split_seed, **params)
+                try:
+                    labels_list = _surprise_kfold(v, n_folds=n_folds, seed=split_seed, **params)
+                except TypeError as exc:
+                    raise ProtocolError(f"split 'kfold': {exc}") from None
                 info.update(folds="random (Surprise KFold)", seed=split_seed)
-        elif method == "ms_stratified":
-            labels_list = _ms_stratified(v, **params)
-        elif method == "sklearn_random":
-            labels_list = _sklearn_random(v, **params)
-        elif method == "cornac_ratio":
-            labels_list = _cornac_ratio(v, **params)
+        elif method in ("ms_stratified", "sklearn_random", "cornac_ratio"):
+            # the built-in protocols pin the published seed; a custom one without a seed
+            # follows the run's seed
+            params.setdefault("seed", seed)
+            info["seed"] = int(params["seed"])
+            try:
+                if method == "ms_stratified":
+                    labels_list = _ms_stratified(v, **params)
+                elif method == "sklearn_random":
+                    labels_list = _sklearn_random(v, **params)
+                else:
+                    labels_list = _cornac_ratio(v, **params)
+            except TypeError as exc:
+                raise ProtocolError(f"split {method!r}: {exc}") from None
         else:
             labels_list = _library_split(method, v, params, seed)
             if method not in ("temporal", "leave_last_out"):

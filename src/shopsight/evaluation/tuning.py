@@ -417,6 +417,15 @@ class Tuner:
             self._say(f"trial {trial.number}: {self.metric}={value:.4f} {trial.params}")
             return value
 
+        start = {n: self.defaults[n] for n in self.space}
+        if (
+            not study.trials
+            and self.sampler_name != "grid"
+            and all(spec.contains(start[n]) for n, spec in self.space.items())
+        ):
+            # The starting configuration is the first trial, so the study's best is never
+            # worse than where it started (with defaults already optimal, tuning says so).
+            study.enqueue_trial(_plain(start), user_attrs={"start": True})
         done = [
             t
             for t in study.trials
@@ -546,7 +555,7 @@ def run_tune(
         raise TuningError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
-        lineage = lineage_from_store(store, dataset)
+        lineage = lineage_from_store(store, dataset) if tuner.protocol.needs_lineage else None
     summary = tuner.run(dataset, lineage, test=test)
     if out_config is not None:
         summary["written"] = str(write_config(summary, out_config))

@@ -105,7 +105,10 @@ def featurize(
 
     t0 = time.perf_counter()
     path = Path(store_path)
+    if images is not None and not Path(images).is_dir():
+        raise FileNotFoundError(f"{images}: no such image folder")
     with Store(path, read_only=True) as store:
+        fingerprint = store.fingerprint()
         table = "items_clean" if store.has_table("items_clean") else "items"
         rows = store.conn.execute(
             f"""SELECT item_id, any_value(title), any_value(description), any_value(brand),
@@ -125,7 +128,8 @@ def featurize(
     image_mask: np.ndarray | None = None
     if with_images:
         img_enc = image_encoder if image_encoder is not None else ImageEncoder()
-        dirs = [*img_enc.image_dirs, *([images] if images is not None else [])]
+        # Relative image paths in the catalogue are also tried beside the store file.
+        dirs = [*img_enc.image_dirs, *([images] if images is not None else []), path.parent]
         # Resolve here (not by mutating the encoder's folders): found files become absolute
         # paths, the rest keep their original reference so the encoder reports them.
         refs: list[tuple[Any, str]] = []
@@ -148,6 +152,7 @@ def featurize(
         image_mask,
         text_report,
         image_report,
+        fingerprint,
     )
     return FeaturizeReport(
         store=str(path),
@@ -168,6 +173,7 @@ def _save(
     image_mask: np.ndarray | None,
     text_report: ModalityReport,
     image_report: ModalityReport | None,
+    fingerprint: str,
 ) -> None:
     import os
     import tempfile
@@ -179,6 +185,7 @@ def _save(
         tensors["image"] = image
         tensors["image_mask"] = image_mask.astype(np.uint8)
     meta = {
+        "store_fingerprint": fingerprint,  # compare with Store.fingerprint() to spot staleness
         "item_ids": item_ids,
         "text": {"encoder": text_report.encoder, "version": text_report.version},
         "image": None

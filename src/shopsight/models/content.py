@@ -276,20 +276,39 @@ def compute_item_content(
     )
     feats: dict[str, FloatArray] = {}
     masks: dict[str, BoolArray] = {}
+    n = dataset.n_items
     if "text" in modalities:
-        if text_encoder is None:
-            from shopsight.features.text import TextEncoder
+        texts = item_texts(dataset)
+        if any(texts):
+            if text_encoder is None:
+                from shopsight.features.text import TextEncoder
 
-            text_encoder = TextEncoder()
-        enc = cache.encode(text_encoder, item_texts(dataset))
-        feats["text"], masks["text"] = enc.vectors, enc.mask
+                text_encoder = TextEncoder()
+            enc = cache.encode(text_encoder, texts)
+            feats["text"], masks["text"] = enc.vectors, enc.mask
+        else:  # no item has any text: skip loading the model
+            from shopsight.features.text import EMBED_DIM
+
+            feats["text"], masks["text"] = np.zeros((n, EMBED_DIM), np.float32), np.zeros(n, bool)
     if "image" in modalities:
-        if image_encoder is None:
-            from shopsight.features.image import ImageEncoder
+        from shopsight.features.image import FEATURE_DIM, ImageEncoder, resolve_image
 
-            image_encoder = ImageEncoder(image_dirs=image_dirs)
-        enc = cache.encode(image_encoder, item_images(dataset))
-        feats["image"], masks["image"] = enc.vectors, enc.mask
+        dirs = [*image_dirs, *(image_encoder.image_dirs if image_encoder is not None else ())]
+        # Resolve files first (as the features pipeline does): no model load, and no warning
+        # per item, for a catalogue without local images.
+        refs = [
+            (str(p) if (p := resolve_image(ref, item_id, dirs)) is not None else ref, item_id)
+            for ref, item_id in item_images(dataset)
+        ]
+        if any(ref is not None and Path(ref).is_file() for ref, _ in refs):
+            if image_encoder is None:
+                image_encoder = ImageEncoder(image_dirs=image_dirs)
+            enc = cache.encode(image_encoder, refs)
+            feats["image"], masks["image"] = enc.vectors, enc.mask
+        else:
+            log.warning("item content: no item has a local image file (%d items)", n)
+            feats["image"] = np.zeros((n, FEATURE_DIM), np.float32)
+            masks["image"] = np.zeros(n, bool)
     content = ItemContent(feats, masks)
     log.info(
         "item content: %s",

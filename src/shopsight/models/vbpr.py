@@ -180,7 +180,7 @@ class VBPR(ContentMixin, Recommender):
         content_factors: int = 32,
         modalities: Sequence[str] = ("text", "image"),
         feature_cache: str | None = None,
-        epochs: int = 40,
+        epochs: int = 20,
         batch_size: int = 1024,
         lr: float = 0.005,
         l2: float = 1e-4,
