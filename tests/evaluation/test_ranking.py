@@ -305,7 +305,7 @@ def test_standard_slices():
 
 
 def test_chunk_size_follows_the_memory_budget():
-    assert chunk_size_for(50_000, 512) == 512 * 2**20 // (24 * 50_000)
+    assert chunk_size_for(50_000, 512) == 512 * 2**20 // (12 * 50_000)
     assert chunk_size_for(10**9, 1) == 1
 
 

@@ -223,6 +223,9 @@ def test_features_given_by_id_are_aligned_to_the_dataset() -> None:
 
 def test_no_content_is_a_clear_error() -> None:
     ds = tiny_dataset()  # from_arrays: no titles, no images
+    # computed from the catalogue: nothing to encode (no encoder is even loaded)
+    with pytest.raises(ContentError, match="no item has any"):
+        VBPR(epochs=1).fit(ds)
     with pytest.raises(ContentError, match="no item has any"):
         VBPR(epochs=1, feature_cache="/nonexistent-unused").set_item_features(
             {"text": np.zeros((ds.n_items, 4))}, masks={"text": np.zeros(ds.n_items, bool)}

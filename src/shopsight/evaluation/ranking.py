@@ -61,9 +61,10 @@ BoolArray = npt.NDArray[np.bool_]
 ScoreFn = Callable[[IntArray], np.ndarray]
 
 DEFAULT_MEMORY_MB = 512
-# Bytes held per scored cell: the scores (float32) plus the copies a model's score() and the
-# top-k make on the way (base.score's output, a model's own temporary, torch's workspace).
-BYTES_PER_CELL = 24
+# Bytes held per scored cell: the chunk's float32 scores plus one temporary of the same size
+# that a model's scoring may make (e.g. a float32 cast), plus headroom. Measured with
+# bench/eval_memory.py: numpy's peak is about 2 x the chunk's scores (8 bytes per cell).
+BYTES_PER_CELL = 12
 
 
 class Scorer(Protocol):

@@ -8,19 +8,22 @@ A model never reads files, so item content comes from one of two places:
    package encodes them (all-MiniLM-L6-v2 text, 384-d; EfficientNet-Lite0 image, 1280-d)
    through its content-addressed :class:`~shopsight.features.cache.FeatureCache`, so refitting a
    model does not re-encode anything.
-2. **Given** as precomputed matrices with :meth:`ContentMixin.set_item_features` (a dict
-   ``modality -> (n_items, d)`` plus optional masks): for features computed elsewhere, other
-   encoders, or tests.
+2. **Given** with :meth:`ContentMixin.set_item_features`: what
+   :func:`shopsight.features.pipeline.load_item_features` returns for a store (``shopsight
+   featurize``; rows matched to the dataset's items by id), or plain matrices
+   ``modality -> (n_items, d)`` with optional masks (other encoders, tests).
 
 Either way the model holds an :class:`ItemContent`: one float32 matrix and one boolean mask per
 modality (mask False: the item has no such content; its row is zero). Models save the exact
 matrices they were trained with (``content.<modality>`` arrays in their safetensors file), so a
 loaded model scores identically without re-encoding or even having the encoders installed.
 
-:func:`standardize` is the preprocessing the models share: per modality, centre on the mean of
-the items that have the modality, then L2-normalise rows. EfficientNet's pooled features are
-all non-negative (every pair of images has cosine ~0.8 before centring), so centring is what
-makes cosine kNN graphs and linear projections see the differences between items.
+Preprocessing shared by the models: :func:`fuse` (one vector per item, the features package's
+:class:`~shopsight.features.fusion.ConcatFusion`; VBPR, SASRec) and :func:`standardize` (each
+modality apart; FREEDOM's per-modality graphs). Both centre each modality on the mean of the
+items that have it, then L2-normalise rows: EfficientNet's pooled features are all non-negative
+(any two images have cosine ~0.8 before centring), so centring is what lets cosine kNN graphs
+and linear projections see the differences between items.
 """
 
 from __future__ import annotations
