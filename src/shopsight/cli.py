@@ -611,6 +611,14 @@ def tune(
         err.print({k: v for k, v in result.items() if k != "trials"})
 
 
+# Later stages keep their commands beside their code; importing them registers them on ``app``.
+import shopsight.explain.commands  # noqa: E402
+import shopsight.personas.commands  # noqa: E402
+import shopsight.prediction.commands  # noqa: E402
+import shopsight.privacy.commands  # noqa: E402
+import shopsight.serving.commands  # noqa: E402
+
+
 def main() -> None:  # pragma: no cover - entry point
     app()
 

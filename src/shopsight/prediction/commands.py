@@ -1,0 +1,3 @@
+"""CLI commands of shopsight.prediction (registered on the main app by shopsight.cli)."""
+
+from __future__ import annotations

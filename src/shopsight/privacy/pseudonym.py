@@ -1,0 +1,113 @@
+"""Pseudonymous ids: a keyed HMAC of each raw id, with the key kept outside the store.
+
+The same key always maps a raw id to the same pseudonym, so joins and per-user state keep
+working on pseudonyms; without the key, a pseudonym cannot be linked to a raw id (HMAC-SHA256
+is one-way and, unlike a plain hash, cannot be brute-forced over a guessable id space without
+the key). With the key, a raw id is recovered by recomputing pseudonyms of the shop's own
+candidate ids (:meth:`Pseudonymizer.recover`).
+
+The key comes from ``SHOPSIGHT_PSEUDONYM_KEY`` (hex or text), else from the file named by
+``SHOPSIGHT_PSEUDONYM_KEY_FILE``, else from ``~/.config/shopsight/pseudonym.key`` (created with
+a random key, mode 0600, on first use). It is never written into the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "PSEUDONYM_PREFIX",
+    "PseudonymKeyError",
+    "Pseudonymizer",
+    "default_key_path",
+    "is_pseudonym",
+    "load_key",
+]
+
+PSEUDONYM_PREFIX = "p_"
+_DIGEST_HEX = 24  # 96 bits: collisions are negligible below billions of ids
+
+
+class PseudonymKeyError(ValueError):
+    """The pseudonymisation key is missing or unusable."""
+
+
+def default_key_path() -> Path:
+    return (
+        Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config"))
+        / "shopsight"
+        / "pseudonym.key"
+    )
+
+
+def _parse_key(text: str, where: str) -> bytes:
+    text = text.strip()
+    if len(text) < 16:
+        raise PseudonymKeyError(
+            f"{where}: pseudonym key must be at least 16 characters (got {len(text)})"
+        )
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return text.encode()
+
+
+def load_key(path: str | Path | None = None, *, create: bool = True) -> bytes:
+    """The pseudonymisation key: argument path, env var, env file, or the default file."""
+    if path is None and (env := os.environ.get("SHOPSIGHT_PSEUDONYM_KEY")):
+        return _parse_key(env, "SHOPSIGHT_PSEUDONYM_KEY")
+    if path is None and (env_file := os.environ.get("SHOPSIGHT_PSEUDONYM_KEY_FILE")):
+        path = env_file
+    explicit = path is not None
+    p = Path(path) if path is not None else default_key_path()
+    if p.exists():
+        return _parse_key(p.read_text(), str(p))
+    if explicit or not create:
+        raise PseudonymKeyError(f"{p}: pseudonym key file not found")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    return _parse_key(p.read_text(), str(p))
+
+
+class Pseudonymizer:
+    """Maps raw ids to stable pseudonyms ``p_<24 hex>`` with HMAC-SHA256 under a secret key."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else load_key()
+        if len(self._key) < 16:
+            raise PseudonymKeyError("pseudonym key must be at least 16 bytes")
+
+    def __call__(self, raw_id: str) -> str:
+        return self.pseudonymize(raw_id)
+
+    def pseudonymize(self, raw_id: str) -> str:
+        if is_pseudonym(raw_id):  # idempotent: never pseudonymise twice
+            return raw_id
+        mac = hmac.new(self._key, str(raw_id).encode(), hashlib.sha256).hexdigest()
+        return PSEUDONYM_PREFIX + mac[:_DIGEST_HEX]
+
+    def many(self, raw_ids: Iterable[str]) -> list[str]:
+        return [self.pseudonymize(r) for r in raw_ids]
+
+    def matches(self, raw_id: str, pseudonym: str) -> bool:
+        """Constant-time check that ``pseudonym`` belongs to ``raw_id``."""
+        return hmac.compare_digest(self.pseudonymize(raw_id), pseudonym)
+
+    def recover(self, pseudonyms: Iterable[str], candidates: Iterable[str]) -> dict[str, str]:
+        """Raw ids behind ``pseudonyms`` among ``candidates`` (needs the key)."""
+        wanted = set(pseudonyms)
+        return {p: raw for raw in candidates if (p := self.pseudonymize(raw)) in wanted}
+
+
+def is_pseudonym(value: str) -> bool:
+    s = str(value)
+    if len(s) != len(PSEUDONYM_PREFIX) + _DIGEST_HEX or not s.startswith(PSEUDONYM_PREFIX):
+        return False
+    return all(c in "0123456789abcdef" for c in s[len(PSEUDONYM_PREFIX) :])
