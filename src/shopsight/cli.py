@@ -616,7 +616,7 @@ import shopsight.explain.commands  # noqa: E402
 import shopsight.personas.commands  # noqa: E402
 import shopsight.prediction.commands  # noqa: E402
 import shopsight.privacy.commands  # noqa: E402
-import shopsight.serving.commands  # noqa: E402
+import shopsight.serving.commands  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - entry point
