@@ -116,7 +116,11 @@ def test_a_failing_model_is_reported_not_fatal(shop_result):
 
 def test_output_formats(shop_result):
     md = to_markdown(shop_result)
-    assert "random-811" in md and "| itemknn(neighbours=50) |" in md and "[published]" in md
+    assert (
+        "random-811" in md
+        and "| itemknn(neighbours=50) |" in md
+        and "[published, Amazon Baby]" in md
+    )
     assert "p (Wilcoxon)" in md
     rows = list(csv.DictReader(io.StringIO(to_csv(shop_result))))
     assert {r["source"] for r in rows} == {"ours", "published"}

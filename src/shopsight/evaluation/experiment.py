@@ -664,9 +664,11 @@ def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
         if "error" in s:
             row[1 if len(row) > 1 else 0] = f"error: {s['error']['message']}"
         rows.append(row)
+    on = result.protocol.published_on
+    tag = f"[published, {on}]" if on else "[published]"
     for name, vals in result.protocol.published.items():
         row = (
-            [f"{name} [published]"]
+            [f"{name} {tag}"]
             + [f"{vals[k]:.4f}" if k in vals else "" for k in result.metrics]
             + [""]
         )
@@ -688,7 +690,7 @@ def render_table(result: ExperimentResult | Mapping[str, Any]) -> Table:
     for h in header:
         table.add_column(h, justify="left" if h == "model" else "right")
     for row in rows:
-        table.add_row(*row, style="dim" if row[0].endswith("[published]") else None)
+        table.add_row(*row, style="dim" if "[published" in row[0] else None)
     return table
 
 

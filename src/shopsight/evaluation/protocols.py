@@ -503,6 +503,8 @@ class Protocol:
     description: str = ""
     reference: str = ""
     published: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # The dataset the published numbers are on: they compare only with a run on that dataset.
+    published_on: str = ""
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_METHODS:
@@ -742,6 +744,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             primary_metric="rmse",
             description="5-fold rating prediction (official u1..u5 folds on MovieLens-100K)",
             reference="Surprise README (random 5-fold); scikit-surprise 1.1.5 on u1..u5",
+            published_on="MovieLens-100K",
             published={
                 "Surprise SVD++ (README, random folds)": {"rmse": 0.919, "mae": 0.721},
                 "Surprise SVD (README, random folds)": {"rmse": 0.934, "mae": 0.737},
@@ -762,6 +765,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             users="test_and_train",
             description="Microsoft Recommenders benchmark: stratified by item 75/25, top-10",
             reference="recommenders benchmark notebook (python_stratified_split, filter_by=item)",
+            published_on="MovieLens-100K",
             published={
                 "BiVAE (MS benchmark)": {"ndcg@10": 0.4687},
                 "BPR cornac (MS benchmark)": {"ndcg@10": 0.4450},
@@ -780,6 +784,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             users="test_and_train",
             description="Microsoft Recommenders README: random 75/25 (sklearn, seed 42), top-10",
             reference="recommenders README / deep-dive notebooks (python_random_split)",
+            published_on="MovieLens-100K",
             published={
                 "BiVAE": {"ndcg@10": 0.4751},
                 "BPR": {"ndcg@10": 0.4420},
@@ -799,6 +804,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             candidates="train",
             description="Cornac RatioSplit 80/20, rating >= 4 relevant",
             reference="Cornac README example (ML-100K)",
+            published_on="MovieLens-100K",
             published={
                 "BPR (Cornac README)": {"ndcg@10": 0.1500, "recall@10": 0.1195, "auc": 0.8695}
             },
@@ -813,6 +819,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             history="train+valid",
             description="S3-Rec/ICLRec: last item test, second last valid, full ranking",
             reference="ICLRec (WWW 2022) repository README, Amazon Beauty",
+            published_on="Amazon Beauty",
             published={
                 "ICLRec": {
                     "hit@5": 0.0500,
@@ -834,6 +841,7 @@ PROTOCOLS: Final[dict[str, Protocol]] = {
             primary_metric="recall@20",
             description="MMRec: 5-core, random 8:1:1 per user, full ranking",
             reference="MMRec (Zhou et al.) tables, Amazon Baby: Recall@20",
+            published_on="Amazon Baby",
             published={
                 "FREEDOM (Baby)": {"recall@20": 0.0992},
                 "LightGCN (Baby)": {"recall@20": 0.0754},

@@ -132,8 +132,11 @@ class Recommender(ABC):
         self._check_fitted()
         u = np.atleast_1d(np.asarray(users, dtype=np.int64))
         known = (u >= 0) & (u < self.n_users_)
-        out = np.empty((len(u), self.n_items_), dtype=np.float32)
-        if known.any():
+        if known.all():  # the common case: no copy into a second (users, items) buffer
+            out = np.asarray(self._score(u), dtype=np.float32)
+        else:
+            out = np.empty((len(u), self.n_items_), dtype=np.float32)
+        if known.any() and not known.all():
             out[known] = self._score(u[known])
         if (~known).any():
             out[~known] = self._fold_in(np.zeros(0, np.int64), np.zeros(0, np.float32))
