@@ -336,7 +336,9 @@ def test_stats(store):
     assert s["time_range"]["events"]["min"] == "2024-03-01T09:00:00"
     assert s["quarantine"] == {
         "total": 2,
-        "by_reason": [{"target": "events", "reason": "bad timestamp", "count": 2}],
+        "by_reason": [
+            {"target": "events", "reason": "bad timestamp", "count": 2, "example": "bad timestamp"}
+        ],
     }
     clean_store(store)
     c = stats(store, clean=True)

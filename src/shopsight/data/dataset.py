@@ -723,6 +723,12 @@ def _lookup(index: dict[str, int], ids: str | Sequence[str], missing: int | None
 FUNNEL: Final[tuple[str, ...]] = ("view", "click", "add_to_cart", "purchase")
 
 
+# Reasons embed the offending value ("timestamp: cannot parse '32/13/2024' ..."); counts are per
+# kind of problem, so quoted values and numbers are replaced by placeholders.
+_REASON_CLASS_SQL = """regexp_replace(regexp_replace(reason, '''[^'']*''', '<value>', 'g'),
+    '(^|[ ([,])-?[0-9]([0-9:.+T -]*[0-9])?', '\\1<n>', 'g')"""
+
+
 def stats(store: Store, *, clean: bool = False) -> dict[str, Any]:
     """Descriptive statistics of the store for ``shopsight stats`` (JSON-friendly).
 
@@ -802,9 +808,10 @@ def stats(store: Store, *, clean: bool = False) -> dict[str, Any]:
     density = pairs / cells if cells else 0.0
     quarantine = (
         [
-            {"target": r[0], "reason": r[1], "count": int(r[2])}
+            {"target": r[0], "reason": r[1], "count": int(r[2]), "example": r[3]}
             for r in conn.execute(
-                "SELECT target, reason, count(*) FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+                f"""SELECT target, {_REASON_CLASS_SQL} AS cls, count(*), min(reason)
+                FROM quarantine GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"""
             ).fetchall()
         ]
         if "quarantine" in all_tables
