@@ -116,15 +116,24 @@ def ingest(
         list[str] | None,
         typer.Option("--default", help="Constant for a missing column, e.g. event_type=purchase."),
     ] = None,
+    pseudonymize: Annotated[
+        bool,
+        typer.Option(
+            "--pseudonymize",
+            help="Store keyed pseudonyms instead of raw user ids (key: SHOPSIGHT_PSEUDONYM_KEY).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate and append files to the store; bad rows go to quarantine with a reason."""
     from shopsight.data.ingest import ingest_files
+    from shopsight.privacy.pseudonym import Pseudonymizer
 
     defaults = dict(parse_map(",".join(default or [])))
     options = ReadOptions(mapping=parse_map(map), target=target, defaults=defaults)
+    pz = Pseudonymizer() if pseudonymize else None
     with Store(store) as st, err.status("ingesting...") if not as_json else _null():
-        report = ingest_files(st, files, format=format, options=options)
+        report = ingest_files(st, files, format=format, options=options, pseudonymizer=pz)
     result = report.to_dict()
     if as_json:
         emit(result, True)
@@ -373,9 +382,15 @@ def demo(
     users: Annotated[int | None, typer.Option(help="Number of users.")] = None,
     items: Annotated[int | None, typer.Option(help="Number of items.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the model, predictor and report.")
+    ] = Path("demo_out"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Stop after the data steps (no models, no report).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The whole path on the synthetic shop: generate, ingest, clean, stats."""
+    """The whole path on the synthetic shop: data, features, models, predictions, personas."""
     from shopsight.data.clean import CleanConfig, clean_store
     from shopsight.data.dataset import stats as store_stats
     from shopsight.data.ingest import ingest_files
@@ -387,12 +402,13 @@ def demo(
     if items is not None:
         cfg["n_items"] = items
     say = (lambda *_: None) if as_json else err.print
-    say(f"[bold]1/4 generate[/bold] synthetic shop -> {data}")
+    n_steps = 4 if quick else 8
+    say(f"[bold]1/{n_steps} generate[/bold] synthetic shop -> {data}")
     files = generate_shop(data, ShopConfig.from_dict(cfg))
     for suffix in ("", ".wal"):
         Path(str(store) + suffix).unlink(missing_ok=True)
     with Store(store) as st:
-        say(f"[bold]2/4 ingest[/bold] -> {store}")
+        say(f"[bold]2/{n_steps} ingest[/bold] -> {store}")
         ing = ingest_files(st, files.data_files())
         if not as_json:
             ingest_table = Table("file", "read", "stored", "duplicates", "quarantined")
@@ -405,11 +421,11 @@ def demo(
                     f"{f.quarantined:,}",
                 )
             err.print(ingest_table)
-        say("[bold]3/4 clean[/bold]")
+        say(f"[bold]3/{n_steps} clean[/bold]")
         cleaned = clean_store(st, CleanConfig())
         if not as_json:
             _print_clean(cleaned.to_dict())
-        say("[bold]4/4 stats[/bold] (clean tables)")
+        say(f"[bold]4/{n_steps} stats[/bold] (clean tables)")
         st_stats = store_stats(st, clean=True)
     result = {
         "store": str(store),
@@ -422,9 +438,70 @@ def demo(
         raise UsageProblem(
             "demo ingest failed: " + "; ".join(f.error or "" for f in ing.files if f.error)
         )
-    emit(result, as_json)
     if not as_json:
         _print_stats(st_stats)
+    if not quick:
+        result.update(_demo_models(store, data, out, seed, say, n_steps))
+    emit(result, as_json)
+
+
+def _demo_models(
+    store: Path, data: Path, out: Path, seed: int, say: Callable[..., None], n_steps: int
+) -> dict[str, Any]:
+    """Demo steps after the data: features, a ranked evaluation, a saved model, the predictor,
+    the persona report; each prints where its output is."""
+    from shopsight.data.dataset import Dataset
+    from shopsight.evaluation.experiment import render_table, run_evaluate
+    from shopsight.features.pipeline import featurize as run_featurize
+    from shopsight.models.artifact import save_artifact
+    from shopsight.models.registry import get_model_class
+
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"[bold]5/{n_steps} featurize[/bold] item titles (MiniLM) and images (EfficientNet-Lite0)")
+    feats = run_featurize(store, images=data).to_dict()
+    say(f"[bold]6/{n_steps} evaluate[/bold] popularity, ItemKNN, EASE, ALS (random 8:1:1)")
+    evaluation = run_evaluate(
+        store, "random-811", "popularity,itemknn,ease,als", seeds=(seed,), ks="10,20"
+    )
+    if say is err.print:
+        err.print(render_table(evaluation))
+    with Store(store, read_only=True) as st:
+        ds = Dataset.from_store(st)
+        store_fp = st.fingerprint()
+    model = get_model_class("ease")().fit(ds)
+    model_dir = save_artifact(model, ds, out / "model", seed=seed, store_fingerprint=store_fp)
+    say(f"saved EASE to {model_dir}")
+    steps: dict[str, Any] = {
+        "features": feats,
+        "evaluation": {
+            "protocol": "random-811",
+            "summary": evaluation.get("summary", {}),
+        },
+        "model": str(model_dir),
+    }
+    with Store(store) as st:
+        say(f"[bold]7/{n_steps} predict[/bold] click / cart / purchase (multi-task funnel)")
+        steps["prediction"] = _demo_hook("shopsight.prediction", st, model_dir, say)
+        say(f"[bold]8/{n_steps} personas[/bold] profiles, segments and the HTML report")
+        steps["personas"] = _demo_hook("shopsight.personas", st, model_dir, say)
+    say(
+        f"next: [bold]shopsight serve --store {store} --model {model_dir}[/bold] "
+        "(recommendations, predictions and personas over HTTP)"
+    )
+    return steps
+
+
+def _demo_hook(module: str, st: Store, out: Path, say: Callable[..., None]) -> dict[str, Any]:
+    """A later stage's own demo step (``demo_step(store, out_dir) -> dict``), writing beside the
+    model where ``shopsight serve`` finds it (``<model>/predictor``, ``<model>/personas``)."""
+    import importlib
+
+    step = importlib.import_module(module).demo_step
+    summary: dict[str, Any] = step(st, out)
+    for k, v in summary.items():
+        if isinstance(v, int | float | str):
+            say(f"  {k}: {v}")
+    return summary
 
 
 @app.command()
@@ -624,4 +701,8 @@ def main() -> None:  # pragma: no cover - entry point
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # Under `python -m`, this file is `__main__` while the stages register their commands on the
+    # imported `shopsight.cli`: run that one.
+    from shopsight.cli import main as _main
+
+    _main()

@@ -52,6 +52,10 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
     "lightgcn": {"dim": 32, "epochs": 15, "batch_size": 1024, "l2": 1e-4, "lr": 0.02},
     "vbpr": {"factors": 32, "epochs": 15, "batch_size": 1024},
     "freedom": {"dim": 32, "epochs": 15, "batch_size": 1024},
+    # DP-SGD at a weak budget: the contract is about the protocol; the utility cost of strong
+    # budgets is measured in bench/dp.py and tests/privacy.
+    "quantized": {"model_params": {"factors": 16, "iterations": 10, "num_threads": 1}},
+    "dp_bpr": {"factors": 32, "epochs": 15, "batch_size": 1024, "dp_epsilon": 50.0, "lr": 0.05},
     "sasrec": {
         "dim": 32,
         "epochs": 20,

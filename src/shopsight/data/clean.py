@@ -35,6 +35,11 @@ Steps, in order (each can be switched off in :class:`CleanConfig`):
     same-type events below a human floor, or very many views and not a single cart/purchase
     (only when the store has conversions at all). Only users with at least ``bot_min_events``
     behavioural events can be flagged. Their events, reviews and user rows are removed.
+``shilling``
+    coordinated fake accounts pushing one item, which rate rules miss (few events, human pace):
+    one-visit accounts that together are an outsized share of an item's converters and copy
+    one browsing recipe (:func:`shopsight.data.shilling.detect_shilling`). Their events,
+    reviews and user rows are removed.
 ``outlier_prices``
     prices outside ``[price_min, price_max]`` or whose log lies more than ``price_mad_k`` robust
     deviations (1.4826 * MAD, at least ``price_mad_floor``) from their (category, currency)
@@ -60,6 +65,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal
 
 import duckdb
+import pyarrow as pa
 
 from shopsight.data import schema
 from shopsight.data.store import Store, StoreError
@@ -115,6 +121,13 @@ class CleanConfig:
     bot_max_events_per_hour: float | None = 1000.0
     bot_min_median_gap_s: float | None = 1.0
     bot_views_without_conversion: int | None = 1000
+    # Coordinated one-visit accounts pushing one item (see shopsight.data.shilling).
+    shilling: bool = True
+    shilling_max_span_hours: float = 24.0
+    shilling_min_group: int = 5
+    shilling_min_share: float = 0.3
+    shilling_min_lift: float = 3.0
+    shilling_min_similarity: float = 0.2
     outlier_prices: bool = True
     price_mad_k: float = 6.0
     price_mad_floor: float = 0.5
@@ -450,6 +463,40 @@ def _step_duplicate_reviews(conn: duckdb.DuckDBPyConnection, keep: str) -> list[
     return [rv, ev]
 
 
+def _step_shilling(store: Store, cfg: CleanConfig) -> list[StepReport]:
+    """Users :func:`~shopsight.data.shilling.detect_shilling` flags, from every user table."""
+    from shopsight.data.shilling import detect_shilling
+
+    conn = store.conn
+    found = detect_shilling(
+        store,
+        table=_w("events"),
+        max_span_hours=cfg.shilling_max_span_hours,
+        min_group=cfg.shilling_min_group,
+        min_share=cfg.shilling_min_share,
+        min_lift=cfg.shilling_min_lift,
+        min_similarity=cfg.shilling_min_similarity,
+    )
+    conn.register("_clean_shill", pa.table({"user_id": pa.array(found.flagged, pa.string())}))
+    try:
+        steps = []
+        for table in ("events", "reviews", "users"):
+            detail = found.to_dict() if table == "events" else {"users_flagged": len(found.flagged)}
+            steps.append(
+                _drop(
+                    conn,
+                    "shilling",
+                    table,
+                    f"SELECT _rid FROM {_w(table)} "
+                    "WHERE user_id IN (SELECT user_id FROM _clean_shill)",
+                    detail,
+                )
+            )
+        return steps
+    finally:
+        conn.unregister("_clean_shill")
+
+
 def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepReport]:
     conn.execute(
         f"""CREATE OR REPLACE TEMP TABLE _clean_bot_stats AS
@@ -703,6 +750,8 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
             steps += _step_duplicate_reviews(conn, cfg.duplicate_reviews)
         if cfg.bots:
             steps += _step_bots(conn, cfg)
+        if cfg.shilling:
+            steps += _step_shilling(store, cfg)
         if cfg.outlier_prices:
             steps += _step_outlier_prices(conn, cfg)
         if cfg.k_core > 1:

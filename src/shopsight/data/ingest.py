@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -36,7 +36,14 @@ from shopsight.data.validate import (
     user_reason_sql,
 )
 
+if TYPE_CHECKING:
+    from shopsight.privacy.pseudonym import Pseudonymizer
+
 _counter = itertools.count()
+
+# DuckDB functions registered while a pseudonymising ingest runs (see _register_pseudonymizer).
+_PSEUDONYM_FN = "_shopsight_pseudonym"
+_REDACT_FN = "_shopsight_redact_id"
 
 
 @dataclass
@@ -107,11 +114,18 @@ def _reason_sql(target: str, src: StagedSource, now_sql: str) -> str:
     return user_reason_sql(now_sql)
 
 
-def _normalised_select(target: str) -> str:
-    """Staging columns with ids trimmed and event types mapped to their canonical names."""
+def _normalised_select(target: str, pseudonymize: bool = False) -> str:
+    """Staging columns with ids trimmed and event types mapped to their canonical names.
+
+    With ``pseudonymize`` the user id is replaced by its pseudonym, and the trimmed raw id is
+    kept as ``_raw_user_id`` only to redact quarantined raw text (it is never stored).
+    """
     cols = []
     for name in STAGING[target].names:
-        if name in ("user_id", "item_id", "session_id"):
+        if name == "user_id" and pseudonymize:
+            cols.append(f"{_PSEUDONYM_FN}({trimmed_id_sql(name)}) AS user_id")
+            cols.append(f"{trimmed_id_sql(name)} AS _raw_user_id")
+        elif name in ("user_id", "item_id", "session_id"):
             cols.append(f"{trimmed_id_sql(name)} AS {name}")
         elif name == "event_type":
             cols.append(f"{normalise_event_type_sql('event_type')} AS event_type")
@@ -124,9 +138,15 @@ class _FileIngest:
     """Moves one file's staged sources into the store, inside the caller's transaction."""
 
     def __init__(
-        self, conn: duckdb.DuckDBPyConnection, ingest_id: int, source: str, fingerprint: str
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        ingest_id: int,
+        source: str,
+        fingerprint: str,
+        pseudonymize: bool = False,
     ) -> None:
         self.conn = conn
+        self.pseudonymize = pseudonymize
         # Quarantine rows already recorded for this exact file are not recorded twice.
         conn.execute(
             """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason
@@ -160,29 +180,36 @@ class _FileIngest:
                 self.conn.execute(f"INSERT INTO {stg} SELECT {cols} FROM _batch")
                 self.conn.unregister("_batch")
             inner = f"SELECT {cols} FROM {stg}"
-        norm = f"SELECT {_normalised_select(target)} FROM ({inner})"
+        pseudo = self.pseudonymize and "user_id" in STAGING[target].names
+        norm = f"SELECT {_normalised_select(target, pseudo)} FROM ({inner})"
         reason = _reason_sql(target, src, self.now_sql)
         key = key_sql(target)
         # Raw text (the record and the *_raw twins) is only kept for quarantined rows: it is
         # large and useless for good ones, and a narrower table does not spill to disk.
         raw_cols = [c for c in STAGING[target].names if c == "raw" or c.endswith("_raw")]
         keep_raw = ", ".join(
-            f"CASE WHEN _reason IS NULL THEN NULL ELSE {c} END AS {c}" for c in raw_cols
+            f"CASE WHEN _reason IS NULL THEN NULL ELSE "
+            f"{f'{_REDACT_FN}({c}, _raw_user_id, user_id)' if pseudo and c == 'raw' else c} "
+            f"END AS {c}"
+            for c in raw_cols
         )
+        excluded = [*raw_cols, "_reason", *(["_raw_user_id"] if pseudo else [])]
         self.conn.execute(
             f"""CREATE TEMP TABLE {chk} AS
-            SELECT * EXCLUDE ({", ".join(raw_cols)}, _reason), _reason AS reason, {keep_raw},
+            SELECT * EXCLUDE ({", ".join(excluded)}), _reason AS reason, {keep_raw},
                    CASE WHEN _reason IS NULL THEN {key} END AS _key
             FROM (SELECT *, {reason} AS _reason FROM ({norm}))"""
         )
         return rejects_table
 
     def _quarantine_rejects(self, rejects_table: str, chk: str, target: str) -> int:
-        # DuckDB reports one row per bad column; one quarantine row per bad line.
+        # DuckDB reports one row per bad column; one quarantine row per bad line. A line that
+        # could not be parsed has no known user id to redact: a pseudonymised store drops it.
+        raw_line = "NULL" if self.pseudonymize else "first(csv_line)"
         self.conn.execute(
             f"""INSERT INTO quarantine
             SELECT ?, ?, ?, line, 'structure: ' || first(error_message ORDER BY column_idx),
-                   first(csv_line)
+                   {raw_line}
             FROM {rejects_table} r WHERE NOT EXISTS (SELECT 1 FROM _seen_q s
                 WHERE s.target = ? AND s.line = r.line AND s.reason LIKE 'structure: %')
             GROUP BY line""",
@@ -329,15 +356,59 @@ def _drop_temp_tables(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def _register_pseudonymizer(conn: duckdb.DuckDBPyConnection, pz: Pseudonymizer) -> None:
+    """SQL functions for a pseudonymising ingest: user id -> pseudonym, raw text redaction."""
+    import pyarrow as pa
+    from duckdb.func import ARROW, SPECIAL
+
+    from shopsight.privacy.pseudonym import redact_id
+
+    # Annotations stay Any: DuckDB evaluates them in this module's globals.
+    def pseudonym(col: Any) -> Any:
+        return pa.array([None if v is None else pz(v) for v in col.to_pylist()], pa.string())
+
+    def redact(raw: Any, ids: Any, pids: Any) -> Any:
+        rows = zip(raw.to_pylist(), ids.to_pylist(), pids.to_pylist(), strict=True)
+        return pa.array([redact_id(t, r, p or "") for t, r, p in rows], pa.string())
+
+    _unregister_pseudonymizer(conn)
+    conn.create_function(
+        _PSEUDONYM_FN, pseudonym, ["VARCHAR"], "VARCHAR", type=ARROW, null_handling=SPECIAL
+    )
+    conn.create_function(
+        _REDACT_FN,
+        redact,
+        ["VARCHAR", "VARCHAR", "VARCHAR"],
+        "VARCHAR",
+        type=ARROW,
+        null_handling=SPECIAL,
+    )
+
+
+def _unregister_pseudonymizer(conn: duckdb.DuckDBPyConnection) -> None:
+    for name in (_PSEUDONYM_FN, _REDACT_FN):
+        with contextlib.suppress(duckdb.Error):
+            conn.remove_function(name)
+
+
 def ingest_file(
     store: Store,
     path: str | Path,
     format: str | None = None,
     options: ReadOptions | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> FileReport:
     """Ingest one file in one transaction. A file that cannot be read at all gets ``error`` set
-    and leaves the store untouched; bad rows inside a readable file go to quarantine."""
+    and leaves the store untouched; bad rows inside a readable file go to quarantine.
+
+    With ``pseudonymizer`` (or into a store already pseudonymised, see
+    :func:`shopsight.privacy.pseudonym.store_pseudonymizer`) user ids are stored as keyed
+    pseudonyms and raw ids are redacted from quarantined raw text.
+    """
+    from shopsight.privacy.pseudonym import mark_store_pseudonymized, store_pseudonymizer
+
     path = Path(path)
+    pz = store_pseudonymizer(store, pseudonymizer)
     report = FileReport(source=str(path))
     t0 = time.perf_counter()
     started = datetime.now(UTC).replace(tzinfo=None)
@@ -356,7 +427,10 @@ def ingest_file(
             assert row is not None
             ingest_id = int(row[0])
             report.ingest_id = ingest_id
-            fi = _FileIngest(conn, ingest_id, str(path), fingerprint)
+            if pz is not None:
+                _register_pseudonymizer(conn, pz)
+                mark_store_pseudonymized(store, pz)
+            fi = _FileIngest(conn, ingest_id, str(path), fingerprint, pseudonymize=pz is not None)
             for src in sources:
                 c = fi.run(src)
                 report.tables.setdefault(src.target, TableCounts()).add(c)
@@ -392,6 +466,8 @@ def ingest_file(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         report.error = f"{path}: not readable as {report.format or 'the detected format'}: {first}"
         _safe_cleanup(conn)
+    if pz is not None:
+        _unregister_pseudonymizer(conn)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -399,6 +475,7 @@ def ingest_file(
 def _safe_cleanup(conn: duckdb.DuckDBPyConnection) -> None:
     with contextlib.suppress(duckdb.Error):
         _drop_temp_tables(conn)
+    _unregister_pseudonymizer(conn)
 
 
 def ingest_files(
@@ -407,11 +484,15 @@ def ingest_files(
     format: str | None = None,
     options: ReadOptions | None = None,
     progress: Callable[[FileReport], None] | None = None,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> IngestReport:
-    """Ingest several files (e.g. reviews + meta of one dataset), each in its own transaction."""
+    """Ingest several files (e.g. reviews + meta of one dataset), each in its own transaction.
+
+    ``pseudonymizer``: store keyed pseudonyms instead of raw user ids (see :func:`ingest_file`).
+    """
     report = IngestReport()
     for p in paths:
-        fr = ingest_file(store, p, format=format, options=options)
+        fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
         report.files.append(fr)
         if progress is not None:
             progress(fr)

@@ -45,19 +45,26 @@ class Store:
         self.read_only = read_only
         if read_only and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (run `shopsight ingest` first)")
+        self.conn = self._connect()
+        if not read_only:
+            self._create_tables()
+            self._check_key_function()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
-            self.conn = duckdb.connect(str(self.path), read_only=read_only)
+            conn = duckdb.connect(str(self.path), read_only=self.read_only)
         except duckdb.Error as exc:
             msg = str(exc).splitlines()[0]
             raise StoreError(f"{self.path}: cannot open store: {msg}") from exc
         # Naive timestamps mean UTC everywhere; bound DuckDB's memory so big ingests spill to disk.
-        self.conn.execute("SET TimeZone = 'UTC'")
-        self.conn.execute(
-            f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1500MB')}'"
-        )
-        if not read_only:
-            self._create_tables()
-            self._check_key_function()
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1500MB')}'")
+        return conn
+
+    def reopen(self) -> None:
+        """Close and reconnect (after the file was replaced, e.g. by a privacy rewrite)."""
+        self.conn.close()
+        self.conn = self._connect()
 
     def _create_tables(self) -> None:
         for name, sch in schema.TABLES.items():

@@ -202,7 +202,9 @@ class LightGCN(Recommender):
         self.item_embeddings_: FloatArray = i.numpy().copy()
 
     def _score(self, users: IntArray) -> FloatArray:
-        return (self.user_embeddings_[users] @ self.item_embeddings_.T).astype(np.float32)
+        return (self.user_embeddings_[users] @ self.item_embeddings_.T).astype(
+            np.float32, copy=False
+        )
 
     def _fold_in(self, items: IntArray, weights: FloatArray) -> FloatArray:
         if not len(items):

@@ -162,7 +162,7 @@ class ALS(Recommender):
         self._yty = y.T @ y
 
     def _score(self, users: IntArray) -> FloatArray:
-        return (self.user_factors_[users] @ self.item_factors_.T).astype(np.float32)
+        return (self.user_factors_[users] @ self.item_factors_.T).astype(np.float32, copy=False)
 
     def user_vector(self, items: IntArray, weights: FloatArray) -> FloatArray:
         """The ALS-optimal factor of a user with these interactions (item factors fixed)."""
@@ -581,7 +581,7 @@ class BPR(Recommender):
 
     def _score(self, users: IntArray) -> FloatArray:
         return (self.user_factors_[users] @ self.item_factors_.T + self.item_bias_).astype(
-            np.float32
+            np.float32, copy=False
         )
 
     def _fold_in(self, items: IntArray, weights: FloatArray) -> FloatArray:

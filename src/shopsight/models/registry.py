@@ -23,6 +23,8 @@ BUILTIN: dict[str, str] = {
     "vbpr": "shopsight.models.vbpr",
     "freedom": "shopsight.models.freedom",
     "sasrec": "shopsight.models.sasrec",
+    "dp_bpr": "shopsight.privacy.dp",
+    "quantized": "shopsight.models.quantize",
 }
 
 

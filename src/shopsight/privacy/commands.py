@@ -1,3 +1,199 @@
-"""CLI commands of shopsight.privacy (registered on the main app by shopsight.cli)."""
+"""CLI commands of shopsight.privacy (registered on the main app by shopsight.cli).
+
+- ``shopsight forget USER --store PATH [--feature-cache DIR] [--path P ...]``
+- ``shopsight pseudonymize --store PATH`` (convert a raw-id store), ``--id RAW`` (print
+  pseudonyms), ``--recover PSEUDONYM --candidates FILE`` (raw ids, needs the key)
+- ``shopsight export TABLE --store PATH --out FILE`` (user ids pseudonymised by default)
+- ``shopsight dp-train --store PATH --out DIR --dp-epsilon 4`` (DP-SGD BPR, epsilon reported)
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shopsight.cli import (
+    JsonOpt,
+    StoreOpt,
+    UsageProblem,
+    app,
+    emit,
+    err,
+    friendly_errors,
+)
+from shopsight.data.store import DEFAULT_STORE, Store, StoreError
+
+
+def _existing(store: Path) -> Path:
+    if not store.exists():
+        raise StoreError(f"{store}: no such store")
+    return store
+
+
+@app.command()
+@friendly_errors
+def forget(
+    user: Annotated[list[str], typer.Argument(help="User id(s) to forget (raw id or pseudonym).")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    feature_cache: Annotated[
+        Path | None,
+        typer.Option("--feature-cache", help="Feature cache folder (default: <store>.features)."),
+    ] = None,
+    path: Annotated[
+        list[Path] | None,
+        typer.Option("--path", help="Extra file or folder to purge (model dir, export...)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a user from every table, the feature cache and given paths; audit without the id."""
+    from shopsight.privacy.forget import forget_users
+
+    cache = feature_cache
+    if cache is None:
+        default = store.with_name(store.name + ".features")
+        cache = default if default.exists() else None
+    for p in path or []:
+        if not p.exists():
+            raise UsageProblem(f"{p}: no such file or folder")
+    with Store(_existing(store)) as st:
+        report = forget_users(st, user, feature_cache=cache, extra_paths=list(path or []))
+    emit(report, as_json)
+    if not as_json:
+        err.print(
+            f"forgot {report['users']} user(s): {report['rows_removed']:,} rows in "
+            f"{len(report['tables'])} tables, {len(report['files'])} files; "
+            f"audit request {report['request_id']}"
+        )
+        for t, n in report["tables"].items():
+            err.print(f"  {t}: {n:,}")
+        for f in report["files"]:
+            err.print(f"  {f['action']}: {f['path']}")
+        if report["residual"]:
+            err.print(f"[red]still naming the user:[/red] {report['residual']}")
+
+
+@app.command()
+@friendly_errors
+def pseudonymize(
+    store: Annotated[
+        Path | None, typer.Option("--store", help="Convert this raw-id store to pseudonyms.")
+    ] = None,
+    id_: Annotated[
+        list[str] | None, typer.Option("--id", help="Print the pseudonym of a raw id.")
+    ] = None,
+    recover: Annotated[
+        list[str] | None, typer.Option("--recover", help="Pseudonym to map back to a raw id.")
+    ] = None,
+    candidates: Annotated[
+        Path | None,
+        typer.Option("--candidates", help="File of candidate raw ids, one per line (--recover)."),
+    ] = None,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="Key file (default: env or config file).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Keyed pseudonyms: convert a store, pseudonymise ids, or recover raw ids with the key."""
+    from shopsight.privacy.exports import pseudonymize_store
+    from shopsight.privacy.pseudonym import Pseudonymizer, load_key
+
+    if store is None and not id_ and not recover:
+        raise UsageProblem("pseudonymize: give --store, --id or --recover")
+    if recover and candidates is None:
+        raise UsageProblem("--recover: needs --candidates FILE (the shop's own raw ids)")
+    pz = Pseudonymizer(load_key(key_file, create=store is not None or bool(id_)))
+    result: dict[str, Any] = {"key_id": pz.key_id}
+    if id_:
+        result["pseudonyms"] = {r: pz(r) for r in id_}
+    if recover:
+        assert candidates is not None
+        lines = candidates.read_text(encoding="utf-8").splitlines()
+        found = pz.recover(recover, (x.strip() for x in lines if x.strip()))
+        result["recovered"] = {p: found.get(p) for p in recover}
+    if store is not None:
+        with Store(_existing(store)) as st:
+            result["store"] = pseudonymize_store(st, pz)
+    emit(result, as_json)
+    if not as_json:
+        for k, v in result.items():
+            err.print(f"{k}: {v}")
+
+
+@app.command()
+@friendly_errors
+def export(
+    table: Annotated[str, typer.Argument(help="Store table, e.g. events_clean.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .parquet or .csv file.")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    raw_ids: Annotated[
+        bool, typer.Option("--raw-ids", help="Export user ids as stored (no pseudonyms).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a table with user ids pseudonymised (the default for everything leaving the store)."""
+    from shopsight.privacy.exports import export_table
+
+    with Store(_existing(store), read_only=True) as st:
+        result = export_table(st, table, out, raw_ids=raw_ids)
+    emit(result, as_json)
+    if not as_json:
+        err.print(f"wrote {result['rows']:,} rows of {table} to {out}")
+
+
+@app.command("dp-train")
+@friendly_errors
+def dp_train(
+    store: StoreOpt = Path(DEFAULT_STORE),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the trained model.")] = Path(
+        "model"
+    ),
+    dp_epsilon: Annotated[
+        float | None, typer.Option("--dp-epsilon", help="Target epsilon (omit: not private).")
+    ] = 4.0,
+    dp_delta: Annotated[
+        float | None, typer.Option("--dp-delta", help="Target delta (default 1/(10 n)).")
+    ] = None,
+    max_grad_norm: Annotated[
+        float, typer.Option("--max-grad-norm", help="Per-example clipping bound.")
+    ] = 1.0,
+    no_dp: Annotated[
+        bool, typer.Option("--no-dp", help="Same trainer without clipping or noise.")
+    ] = False,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
+    factors: Annotated[int, typer.Option(help="Latent factors.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Expected batch size.")] = 2048,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train BPR-MF with DP-SGD (Opacus) on the store and report the epsilon spent."""
+    from shopsight.data.dataset import Dataset
+    from shopsight.models.artifact import save_artifact
+    from shopsight.privacy.dp import DPBPR, DPConfig
+
+    dp = (
+        None if no_dp else DPConfig(epsilon=dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm)
+    )
+    model = DPBPR.from_config(
+        dp, factors=factors, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
+    )
+    with Store(_existing(store), read_only=True) as st:
+        ds = Dataset.from_store(st)
+        fingerprint = st.fingerprint()
+    if len(ds) == 0:
+        raise UsageProblem(f"{store}: no interactions to train on")
+    model.fit(ds)
+    save_artifact(model, ds, out, seed=seed, store_fingerprint=fingerprint)
+    result = {"model": model.name, "out": str(out), "privacy": model.privacy_}
+    emit(result, as_json)
+    if not as_json:
+        p = model.privacy_
+        if p["private"]:
+            err.print(
+                f"saved {out}: epsilon spent {p['epsilon']:.3f} (delta {p['delta']:.2g}, "
+                f"sigma {p['noise_multiplier']:.3f}, {p['steps']} steps)"
+            )
+        else:
+            err.print(f"saved {out}: not private")

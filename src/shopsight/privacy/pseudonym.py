@@ -16,9 +16,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shopsight.data.store import Store
 
 __all__ = [
     "PSEUDONYM_PREFIX",
@@ -27,6 +32,9 @@ __all__ = [
     "default_key_path",
     "is_pseudonym",
     "load_key",
+    "mark_store_pseudonymized",
+    "redact_id",
+    "store_pseudonymizer",
 ]
 
 PSEUDONYM_PREFIX = "p_"
@@ -104,6 +112,72 @@ class Pseudonymizer:
         """Raw ids behind ``pseudonyms`` among ``candidates`` (needs the key)."""
         wanted = set(pseudonyms)
         return {p: raw for raw in candidates if (p := self.pseudonymize(raw)) in wanted}
+
+    @property
+    def key_id(self) -> str:
+        """A public fingerprint of the key: tells keys apart, reveals nothing about ids."""
+        return hmac.new(self._key, _KEY_CHECK, hashlib.sha256).hexdigest()[:16]
+
+
+_KEY_CHECK = b"shopsight-pseudonym-key-check"
+META_KEY = "pseudonym_key_id"
+
+
+def store_pseudonymizer(
+    store: Store, pseudonymizer: Pseudonymizer | None = None
+) -> Pseudonymizer | None:
+    """The pseudonymiser an ingest into ``store`` must use, or None for a raw-id store.
+
+    A store records the fingerprint of its key (``meta.pseudonym_key_id``) once pseudonymised;
+    every later ingest then pseudonymises too, with the same key, so raw ids and pseudonyms (or
+    pseudonyms under two keys) never mix. Asking to pseudonymise into a store that already holds
+    raw ids is refused: convert it first (:func:`shopsight.privacy.exports.pseudonymize_store`).
+    """
+    recorded = store.get_meta(META_KEY)
+    if recorded is None:
+        if pseudonymizer is None:
+            return None
+        if _holds_user_rows(store):
+            raise PseudonymKeyError(
+                f"{store.path}: store already holds raw user ids; pseudonymise it first "
+                f"(`shopsight pseudonymize --store {store.path}`)"
+            )
+        return pseudonymizer
+    pz = pseudonymizer if pseudonymizer is not None else Pseudonymizer(load_key(create=False))
+    if pz.key_id != recorded:
+        raise PseudonymKeyError(
+            f"{store.path}: pseudonymised with another key (key id {recorded}, "
+            f"this key {pz.key_id}); set SHOPSIGHT_PSEUDONYM_KEY(_FILE) to the store's key"
+        )
+    return pz
+
+
+def mark_store_pseudonymized(store: Store, pseudonymizer: Pseudonymizer) -> None:
+    store.set_meta(META_KEY, pseudonymizer.key_id)
+
+
+def _holds_user_rows(store: Store) -> bool:
+    from shopsight.data.store import fetch_one
+
+    for table in ("events", "reviews", "users"):
+        if store.has_table(table) and fetch_one(store.conn, f'SELECT 1 FROM "{table}" LIMIT 1'):
+            return True
+    return False
+
+
+_ID_CHARS = r"A-Za-z0-9_\-"
+
+
+def id_pattern(raw_id: str) -> re.Pattern[str]:
+    """``raw_id`` as a whole token (not inside a longer id: ``u1`` does not match ``u12``)."""
+    return re.compile(rf"(?<![{_ID_CHARS}]){re.escape(raw_id)}(?![{_ID_CHARS}])")
+
+
+def redact_id(text: str | None, raw_id: str | None, replacement: str) -> str | None:
+    """``text`` with every whole-token occurrence of ``raw_id`` replaced (e.g. a raw record)."""
+    if text is None or not raw_id:
+        return text
+    return id_pattern(raw_id).sub(replacement, text)
 
 
 def is_pseudonym(value: str) -> bool:

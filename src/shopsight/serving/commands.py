@@ -1,3 +1,102 @@
 """CLI commands of shopsight.serving (registered on the main app by shopsight.cli)."""
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
+from shopsight.data.store import DEFAULT_STORE
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[Path, typer.Option("--model", help="A folder written by `train`.")],
+    store: StoreOpt = Path(DEFAULT_STORE),
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (>1 opens the store read-only: no /events).")
+    ] = 1,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="File holding the API token (else SHOPSIGHT_API_TOKEN)."),
+    ] = None,
+    ann: Annotated[
+        bool, typer.Option("--ann/--exact", help="Approximate top-k (HNSW) for known users.")
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Open the store read-only (no /events).")
+    ] = False,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin", help="Allow this browser origin (repeatable; off by default)."
+        ),
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1 << 20,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve recommendations, similar items, predictions, personas and live events over HTTP."""
+    import uvicorn
+    from threadpoolctl import threadpool_limits
+
+    from shopsight.serving.app import CONFIG_ENV, app_from_config, serve_config
+    from shopsight.serving.auth import read_token
+
+    if not store.exists():
+        raise UsageProblem(f"{store}: no such store (run `shopsight ingest` first)")
+    if not (model / "config.json").is_file():
+        raise UsageProblem(f"{model}: not a trained model folder (run `shopsight train`)")
+    if workers < 1:
+        raise UsageProblem(f"--workers {workers}: expected >= 1")
+    token = read_token(token_file)  # fail now, not in a worker, on a bad token file
+    cfg = serve_config(
+        store,
+        model,
+        token_file=token_file,
+        ann=ann,
+        read_only=read_only or workers > 1,
+        cors_origins=cors_origin or (),
+        max_body_bytes=max_body_bytes,
+    )
+    # One scoring call is a small matrix-vector product: extra BLAS threads only add contention
+    # between concurrent requests.
+    threadpool_limits(1)
+    info = {
+        "url": f"http://{host}:{port}",
+        "store": str(store),
+        "model": str(model),
+        "workers": workers,
+        "read_only": cfg["read_only"],
+        "ann": ann,
+        "writes_enabled": token is not None and not cfg["read_only"],
+    }
+    if workers > 1:
+        os.environ[CONFIG_ENV] = json.dumps(cfg)
+        emit(info, as_json)
+        if not as_json:
+            err.print(f"serving {model} on {info['url']} with {workers} workers (read-only store)")
+        uvicorn.run(
+            "shopsight.serving.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
+        return
+    api = app_from_config(cfg)
+    emit(info, as_json)
+    if not as_json:
+        err.print(f"serving {model} on {info['url']} (docs at {info['url']}/docs)")
+    uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
