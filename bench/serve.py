@@ -261,6 +261,11 @@ def main() -> None:
     ap.add_argument("--bare-calls", type=int, default=2000)
     ap.add_argument("--recall-users", type=int, default=500)
     ap.add_argument("--no-ann", action="store_true")
+    ap.add_argument(
+        "--serve-ann",
+        action="store_true",
+        help="run the server with its HNSW index (`serve --ann`) instead of exact top-k",
+    )
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     ap.add_argument("--seed", type=int, default=0)
@@ -343,6 +348,7 @@ def main() -> None:
                 "--port",
                 str(port),
                 "--json",
+                *(["--ann"] if args.serve_ann else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -382,6 +388,7 @@ def main() -> None:
         load["server_side_mean_ms"] = round(srv_mean, 4)
         # CPU per request does not depend on what else the machine runs: the fairest ratio here.
         load["server_cpu_ms_per_request"] = round(1000 * server_cpu / max(count, 1), 4)
+        load["server_top_k"] = "hnsw (serve --ann)" if args.serve_ann else "exact"
         result["load"] = load
         result["ratios"] = {
             "server_mean_over_bare_mean": round(srv_mean / bare["mean_ms"], 2),

@@ -463,7 +463,7 @@ def _demo_models(
     evaluation = run_evaluate(
         store, "random-811", "popularity,itemknn,ease,als", seeds=(seed,), ks="10,20"
     )
-    if say is err.print:
+    if say == err.print:  # not --json
         err.print(render_table(evaluation))
     with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
@@ -501,6 +501,8 @@ def _demo_hook(module: str, st: Store, out: Path, say: Callable[..., None]) -> d
     for k, v in summary.items():
         if isinstance(v, int | float | str):
             say(f"  {k}: {v}")
+        elif isinstance(v, dict) and v and all(isinstance(x, float) for x in v.values()):
+            say(f"  {k}: " + ", ".join(f"{t} {x:.4f}" for t, x in v.items()))
     return summary
 
 
