@@ -63,5 +63,7 @@ def test_demo_runs_the_whole_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert report.exists() and (model_dir / "personas").is_dir()
     html = report.read_text()
     with duckdb.connect(str(store), read_only=True) as con:
-        some_users = [r[0] for r in con.sql("SELECT DISTINCT user_id FROM events LIMIT 20").fetchall()]
+        some_users = [
+            r[0] for r in con.sql("SELECT DISTINCT user_id FROM events LIMIT 20").fetchall()
+        ]
     assert not any(f'"{u}"' in html for u in some_users)
