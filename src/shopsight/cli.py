@@ -441,12 +441,18 @@ def demo(
     if not as_json:
         _print_stats(st_stats)
     if not quick:
-        result.update(_demo_models(store, data, out, seed, say, n_steps))
+        result.update(_demo_models(store, data, out, seed, say, n_steps, tables=not as_json))
     emit(result, as_json)
 
 
 def _demo_models(
-    store: Path, data: Path, out: Path, seed: int, say: Callable[..., None], n_steps: int
+    store: Path,
+    data: Path,
+    out: Path,
+    seed: int,
+    say: Callable[..., None],
+    n_steps: int,
+    tables: bool,
 ) -> dict[str, Any]:
     """Demo steps after the data: features, a ranked evaluation, a saved model, the predictor,
     the persona report; each prints where its output is."""
@@ -463,7 +469,7 @@ def _demo_models(
     evaluation = run_evaluate(
         store, "random-811", "popularity,itemknn,ease,als", seeds=(seed,), ks="10,20"
     )
-    if say == err.print:  # not --json
+    if tables:
         err.print(render_table(evaluation))
     with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
