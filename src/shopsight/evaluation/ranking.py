@@ -122,6 +122,37 @@ def tie_ranks(n_items: int, tie_break: str = "random", seed: int = 0) -> IntArra
     raise EvaluationError(f"tie_break must be 'random' or 'index', got {tie_break!r}")
 
 
+TOPK_BLOCK = 64
+
+
+def _topk_candidates(t: torch.Tensor, kq: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``kq`` largest values per row and their columns (unordered), as ``torch.topk``.
+
+    On wide rows a block-max pre-selection is about 2x cheaper than ``torch.topk`` over every
+    column: the row is cut into blocks of ``TOPK_BLOCK`` columns, and the ``kq`` largest values
+    all lie in the ``kq`` blocks with the largest maxima (a block holding one of them has a
+    maximum at least that large), so only those blocks (plus the ragged tail) are searched. The
+    values returned are exactly ``torch.topk``'s; among equal values the columns may differ,
+    which the caller resolves. NaN propagates through the block maxima, so a NaN is still
+    returned first.
+    """
+    b, n = t.shape
+    nb = n // TOPK_BLOCK
+    if nb < 4 * kq:
+        return torch.topk(t, kq, dim=1, largest=True, sorted=False)
+    width = nb * TOPK_BLOCK
+    blocks = t[:, :width].unflatten(1, (nb, TOPK_BLOCK))
+    _, chosen = torch.topk(blocks.amax(dim=2), kq, dim=1, largest=True, sorted=False)
+    cand = blocks.gather(1, chosen.unsqueeze(2).expand(-1, -1, TOPK_BLOCK)).reshape(b, -1)
+    if width < n:
+        cand = torch.cat([cand, t[:, width:]], dim=1)
+    vals, pos = torch.topk(cand, kq, dim=1, largest=True, sorted=False)
+    in_block = pos < kq * TOPK_BLOCK
+    blk = torch.gather(chosen, 1, torch.where(in_block, pos // TOPK_BLOCK, 0))
+    cols = torch.where(in_block, blk * TOPK_BLOCK + pos % TOPK_BLOCK, pos - kq * TOPK_BLOCK + width)
+    return vals, cols
+
+
 def topk_with_ties(
     scores: npt.NDArray[np.float32], k: int, tie_rank: IntArray
 ) -> tuple[IntArray, npt.NDArray[np.float32]]:
@@ -140,7 +171,7 @@ def topk_with_ties(
     if kk <= 0 or b == 0:
         return np.full((b, max(k, 0)), -1, np.int64), np.full((b, max(k, 0)), -np.inf, np.float32)
     kq = min(kk + 1, n)
-    t_vals, t_idx = torch.topk(torch.from_numpy(scores), kq, dim=1, largest=True, sorted=False)
+    t_vals, t_idx = _topk_candidates(torch.from_numpy(scores), kq)
     vals = t_vals.numpy()
     idx = t_idx.numpy().astype(np.int64)
     has_nan = np.isnan(vals).any(axis=1)
