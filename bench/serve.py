@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -269,6 +270,9 @@ def main() -> None:
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="keep (and reuse) the shop here; default: temp"
+    )
     args = ap.parse_args()
 
     from threadpoolctl import threadpool_limits
@@ -280,14 +284,20 @@ def main() -> None:
     from shopsight.models.registry import create_model
 
     result: dict[str, Any] = {"machine": machine(), "config": vars(args) | {"out": str(args.out)}}
-    with tempfile.TemporaryDirectory(prefix="shopsight-bench-serve-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.workdir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ss-bench-serve-")))
+        else:
+            work = args.workdir
+            work.mkdir(parents=True, exist_ok=True)
         t = time.perf_counter()
-        build_shop(work, args.items, args.users, args.per_user, args.seed)
         store_path = work / "shop.duckdb"
+        if not store_path.exists():  # a kept --workdir is reused as it is
+            build_shop(work, args.items, args.users, args.per_user, args.seed)
+            with Store(store_path) as st:
+                rep = ingest_files(st, [work / "items.csv", work / "events.csv"])
+                assert rep.ok, rep.to_dict()
         with Store(store_path) as st:
-            rep = ingest_files(st, [work / "items.csv", work / "events.csv"])
-            assert rep.ok, rep.to_dict()
             ds = Dataset.from_store(st)
             fp = st.fingerprint()
         result["data"] = {

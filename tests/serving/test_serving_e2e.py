@@ -59,6 +59,32 @@ def test_known_user_matches_the_model_exactly(served: str, shop: Shop) -> None:
     assert _ids(got) == want
 
 
+def test_plain_recommend_fast_path_agrees_with_the_documented_route(
+    served: str, shop: Shop
+) -> None:
+    # A repeated parameter is not the plain form: FastAPI's route answers it (last value wins).
+    art = load_artifact(shop.model)
+    user = str(art.user_ids[5])
+    cases = [
+        ({"k": "6"}, [("k", "6"), ("k", "6")]),
+        ({"k": "4", "exclude_seen": "false"}, [("k", "4"), ("exclude_seen", "false")] * 2),
+    ]
+    for fast, documented in cases:
+        a = httpx.get(f"{served}/recommend/{user}", params=fast)
+        b = httpx.get(f"{served}/recommend/{user}", params=documented)
+        assert a.status_code == b.status_code == 200
+        assert a.json() == b.json()
+    # Invalid values get FastAPI's own 422 body whichever way they arrive.
+    for bad in ({"k": "0"}, {"k": "ten"}, {"price_max": "-1"}, {"exclude_seen": "maybe"}):
+        a = httpx.get(f"{served}/recommend/{user}", params=bad)
+        b = httpx.get(f"{served}/recommend/{user}", params=[*bad.items(), *bad.items()])
+        assert a.status_code == b.status_code == 422, bad
+        assert a.json() == b.json()
+    # Unknown parameters are ignored, as by the documented route.
+    c = httpx.get(f"{served}/recommend/{user}", params={"k": "6", "utm_source": "mail"})
+    assert c.status_code == 200 and _ids(c) == [x["item_id"] for x in art.recommend(user, 6)]
+
+
 def test_unknown_user_gets_the_fallback_ranking_not_an_error(served: str, shop: Shop) -> None:
     art = load_artifact(shop.model)
     r = httpx.get(f"{served}/recommend/never-seen-before", params={"k": 5})

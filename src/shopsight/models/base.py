@@ -48,7 +48,7 @@ def topk(scores: FloatArray, k: int) -> tuple[IntArray, FloatArray]:
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
     part = (
-        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        np.argpartition(scores, n - k, axis=1)[:, n - k :]  # no negated copy of the scores
         if k < n
         else np.tile(np.arange(n), (scores.shape[0], 1))
     )

@@ -87,6 +87,17 @@ def confidence_matrix(
     return c
 
 
+def items_major(item_factors: FloatArray) -> FloatArray:
+    """Item factors as a C-contiguous (factors, items) copy, kept beside the model for scoring.
+
+    ``user @ items_major`` runs BLAS's column-sweeping gemv, several times faster on one thread
+    than ``item_factors @ user`` (a dot product per 64-float row): about 0.3 ms instead of
+    1-1.5 ms for 50,000 x 64 here, which is most of a served request. It costs one more copy of
+    the item factors.
+    """
+    return np.ascontiguousarray(np.asarray(item_factors, np.float32).T)
+
+
 @register
 class ALS(Recommender):
     """Implicit-feedback ALS on ``implicit``'s CPU solver (see the module docstring).
@@ -161,9 +172,10 @@ class ALS(Recommender):
     def _prepare(self) -> None:
         y = self.item_factors_.astype(np.float64)
         self._yty = y.T @ y
+        self._items_t = items_major(self.item_factors_)
 
     def _score(self, users: IntArray) -> FloatArray:
-        return (self.user_factors_[users] @ self.item_factors_.T).astype(np.float32, copy=False)
+        return (self.user_factors_[users] @ self._items_t).astype(np.float32, copy=False)
 
     def user_vector(self, items: IntArray, weights: FloatArray) -> FloatArray:
         """The ALS-optimal factor of a user with these interactions (item factors fixed)."""
@@ -184,7 +196,7 @@ class ALS(Recommender):
     def _fold_in(self, items: IntArray, weights: FloatArray) -> FloatArray:
         if not len(items):
             return self.item_popularity_.copy()
-        return (self.item_factors_ @ self.user_vector(items, weights)).astype(np.float32)
+        return (self.user_vector(items, weights) @ self._items_t).astype(np.float32)
 
     def item_embeddings(self) -> FloatArray:
         return self.item_factors_
@@ -579,9 +591,10 @@ class BPR(Recommender):
             else np.zeros(self.item_factors_.shape[0], np.float32)
         )
         del self.module_
+        self._items_t = items_major(self.item_factors_)
 
     def _score(self, users: IntArray) -> FloatArray:
-        return (self.user_factors_[users] @ self.item_factors_.T + self.item_bias_).astype(
+        return (self.user_factors_[users] @ self._items_t + self.item_bias_).astype(
             np.float32, copy=False
         )
 
@@ -596,7 +609,7 @@ class BPR(Recommender):
             l2=self.l2,
             seed=self.seed,
         )
-        return (self.item_factors_ @ u + self.item_bias_).astype(np.float32)
+        return (u @ self._items_t + self.item_bias_).astype(np.float32)
 
     def item_embeddings(self) -> FloatArray:
         return self.item_factors_
@@ -612,6 +625,7 @@ class BPR(Recommender):
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
         self.item_bias_ = arrays["item_bias"]
+        self._items_t = items_major(self.item_factors_)
 
     def _meta(self) -> dict[str, Any]:
         result = getattr(self, "train_result_", None)

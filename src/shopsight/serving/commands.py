@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -96,6 +97,10 @@ def serve(
         )
         return
     api = app_from_config(cfg)
+    # Everything loaded so far (libraries, model, catalogue) lives as long as the server:
+    # freezing it keeps the garbage collector's full passes from walking it mid-request.
+    gc.collect()
+    gc.freeze()
     emit(info, as_json)
     if not as_json:
         err.print(f"serving {model} on {info['url']} (docs at {info['url']}/docs)")
