@@ -569,6 +569,7 @@ class BPR(Recommender):
             patience=self.patience,
             eval_every=self.eval_every,
             seed=self.seed,
+            fused_optimizer=True,  # ~300 small steps per fit on MovieLens-100K: step cost shows
         )
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
