@@ -146,11 +146,15 @@ def test_new_user_events_change_the_next_recommendation(served: str, shop: Shop)
         )
     ]
     with httpx.Client(base_url=served, headers=auth()) as c:
+        t0 = time.perf_counter()
         posted = c.post("/events", json={"events": events})
         assert posted.status_code == 200, posted.text
         assert posted.json()["stored"] == 4
         # the very first request after the write already reflects it
         after = c.get(f"/recommend/{user}", params={"k": 10}).json()
+        lag = time.perf_counter() - t0
+    print(f"\nevents posted -> reflected in the next recommendation: {lag:.3f} s")
+    assert lag < 1.0
     assert after["source"] == "live"
     got = [it["item_id"] for it in after["items"]]
     assert got != [it["item_id"] for it in before["items"]]
