@@ -249,6 +249,26 @@ def test_pair_sampler_is_seeded_weighted_and_avoids_positives() -> None:
     ]  # fmt: skip
 
 
+def test_pair_sampler_bitset_and_binary_search_agree() -> None:
+    # Small catalogues test membership with one bit per cell, large ones by binary search:
+    # both must give the same answers and so the same epochs.
+    m = sp.random(300, 500, density=0.05, random_state=1, format="csr")
+
+    class Searching(PairSampler):
+        BITSET_BYTES = 0
+
+    bits, search = PairSampler(m, seed=3), Searching(m, seed=3)
+    assert bits._bits is not None and search._bits is None
+    rng = np.random.default_rng(0)
+    u, i = rng.integers(0, 300, 50_000), rng.integers(0, 500, 50_000)
+    dense = m.toarray() > 0
+    assert np.array_equal(bits.is_positive(u, i), dense[u, i])
+    assert np.array_equal(search.is_positive(u, i), dense[u, i])
+    for epoch in range(2):
+        for a, b in zip(bits.epoch(epoch), search.epoch(epoch), strict=True):
+            assert np.array_equal(a, b)
+
+
 def test_bpr_loss_matches_the_formula_and_ddp_scaling() -> None:
     module = BPRModule(4, 6, 3, l2=0.01, seed=2)
     u, i, j = torch.tensor([0, 1, 3]), torch.tensor([2, 2, 5]), torch.tensor([1, 0, 4])

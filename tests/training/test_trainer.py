@@ -153,3 +153,13 @@ def test_deterministic_algorithms_context_restores_the_setting() -> None:
     with deterministic_algorithms(True):
         assert torch.are_deterministic_algorithms_enabled()
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_fused_optimizer_only_when_asked() -> None:
+    from shopsight.training.trainer import _make_optimizer
+
+    params = list(nn.Linear(3, 2).parameters())
+    plain = _make_optimizer(params, TrainConfig(optimizer="adam"))
+    fused = _make_optimizer(params, TrainConfig(optimizer="adamw", fused_optimizer=True))
+    assert not plain.defaults.get("fused")
+    assert fused.defaults.get("fused") is True
