@@ -155,3 +155,18 @@ def test_load_item_features_before_featurize(tmp_path: Path) -> None:
         load_item_features(tmp_path / "none.duckdb")
     with pytest.raises(FileNotFoundError, match="no such image folder"):
         featurize(tmp_path / "none.duckdb", images=tmp_path / "nowhere")
+
+
+def test_onnx_agreement_check_marks_or_drops_the_export(tmp_path) -> None:
+    from shopsight.features.base import verify_onnx_agreement
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"exported")
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(4, 8)).astype(np.float32)
+    verify_onnx_agreement(model, "m", lambda: (a, a * 3.0))  # same directions: agrees
+    assert model.with_suffix(".verified").exists() and model.exists()
+    model.with_suffix(".verified").unlink()
+    with pytest.raises(RuntimeError, match="disagrees with PyTorch"):
+        verify_onnx_agreement(model, "m", lambda: (a, -a))
+    assert not model.exists() and not model.with_suffix(".verified").exists()

@@ -145,6 +145,48 @@ def cached_session(path: Path, build: Callable[[Path], None], threads: int) -> A
         return ort_session(path, threads)
 
 
+ONNX_AGREEMENT = 0.999
+
+
+def verify_onnx_agreement(
+    path: Path, model_name: str, outputs: Callable[[], tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Fail loudly if a (possibly stale or corrupted) export disagrees with PyTorch.
+
+    ``outputs()`` gives the ONNX and the PyTorch outputs for the same probe inputs. Below
+    :data:`ONNX_AGREEMENT` min cosine the cached export is deleted and ``RuntimeError`` raised;
+    otherwise a ``.verified`` marker beside it skips the check next time.
+    """
+    marker = path.with_suffix(".verified")
+    if marker.exists():
+        return
+    a, b = outputs()
+    cos = float(np.min(np.sum(l2_normalize(a) * l2_normalize(b), axis=1)))
+    if cos < ONNX_AGREEMENT:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"ONNX export of {model_name} disagrees with PyTorch "
+            f"(min cosine {cos:.5f} < {ONNX_AGREEMENT})"
+        )
+    marker.write_text(f"{cos:.6f}\n")
+
+
+def load_backend(
+    backend: str, load_onnx: Callable[[], object], load_torch: Callable[[], object], what: str
+) -> str:
+    """Load the requested backend; ``auto`` tries ONNX Runtime and falls back to PyTorch."""
+    if backend in ("onnx", "auto"):
+        try:
+            load_onnx()
+            return "onnx"
+        except Exception as exc:
+            if backend == "onnx":
+                raise
+            log.warning("ONNX %s backend unavailable (%s); using PyTorch", what, exc)
+    load_torch()
+    return "torch"
+
+
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Row-wise L2 normalisation; all-zero rows stay zero."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)

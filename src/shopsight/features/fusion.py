@@ -428,7 +428,68 @@ def _classification_loss(
     return loss, list(head.parameters())
 
 
-class ProjectionFusion(Fusion):
+class TrainableFusion(Fusion):
+    """A fusion with learnable layers: optional supervised fitting and custom objectives.
+
+    Subclasses set ``dim``, ``epochs``, ``lr``, ``batch_size``, ``weight_decay``, ``seed`` and
+    ``num_threads`` in their constructor.
+    """
+
+    dim: int
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    seed: int
+    num_threads: int | None
+
+    def _train_layers(
+        self,
+        xs: Mapping[str, np.ndarray],
+        ms: Mapping[str, np.ndarray],
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        epochs: int,
+        extra_params: Sequence[nn.Parameter] = (),
+    ) -> list[float]:
+        return _train(
+            self,
+            xs,
+            ms,
+            loss_fn,
+            epochs=epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            extra_params=extra_params,
+            num_threads=self.num_threads,
+        )
+
+    def _fit_supervised(
+        self, xs: Mapping[str, np.ndarray], ms: Mapping[str, np.ndarray], y: ArrayLike | None
+    ) -> None:
+        """With labels ``y``, train the layers to separate the classes (a linear head)."""
+        if y is not None:
+            loss, head = _classification_loss(np.asarray(y), self.dim, self.seed)
+            self.history_ = self._train_layers(xs, ms, loss, self.epochs, head)
+
+    def train_objective(
+        self,
+        modalities: Modalities,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        epochs: int | None = None,
+        extra_params: Sequence[nn.Parameter] = (),
+    ) -> list[float]:
+        """Train with ``loss_fn(fused_batch, row_indices)``; returns the mean loss per epoch."""
+        self._check_fitted()
+        _, xs, ms = _as_inputs(modalities, self.modalities_)
+        return self._train_layers(
+            xs, ms, loss_fn, self.epochs if epochs is None else epochs, extra_params
+        )
+
+
+class ProjectionFusion(TrainableFusion):
     """Learned linear projection of the normalised concatenation to ``dim`` dimensions.
 
     ``fit(modalities)`` initialises the projection with the top principal components of the
@@ -497,48 +558,8 @@ class ProjectionFusion(Fusion):
             joint = self.concat(centred, tm)
             rows = joint[torch.from_numpy(np.column_stack(list(ms.values())).any(axis=1))]
             self.proj.weight.data = _pca_components(rows, self.dim, self.seed)
-        if y is not None:
-            y = np.asarray(y)
-            loss, head = _classification_loss(y, self.dim, self.seed)
-            self.history_ = _train(
-                self,
-                xs,
-                ms,
-                loss,
-                epochs=self.epochs,
-                lr=self.lr,
-                batch_size=self.batch_size,
-                weight_decay=self.weight_decay,
-                seed=self.seed,
-                extra_params=head,
-                num_threads=self.num_threads,
-            )
+        self._fit_supervised(xs, ms, y)
         return self
-
-    def train_objective(
-        self,
-        modalities: Modalities,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        *,
-        epochs: int | None = None,
-        extra_params: Sequence[nn.Parameter] = (),
-    ) -> list[float]:
-        """Train with ``loss_fn(fused_batch, row_indices)``; returns the mean loss per epoch."""
-        self._check_fitted()
-        _, xs, ms = _as_inputs(modalities, self.modalities_)
-        return _train(
-            self,
-            xs,
-            ms,
-            loss_fn,
-            epochs=self.epochs if epochs is None else epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            extra_params=extra_params,
-            num_threads=self.num_threads,
-        )
 
 
 def _pca_components(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
@@ -563,7 +584,7 @@ def _pca_components(rows: torch.Tensor, dim: int, seed: int) -> torch.Tensor:
 
 
 # -- gated attention -----------------------------------------------------------------------
-class GatedAttentionFusion(Fusion):
+class GatedAttentionFusion(TrainableFusion):
     """Per-modality projections to ``dim`` and a learned attention over modalities.
 
     ``h_m = P_m x_m`` (``x_m`` centred and L2-normalised), ``s_m = v^T tanh(W h_m) + b_m``,
@@ -656,47 +677,8 @@ class GatedAttentionFusion(Fusion):
             for m in self.modalities_:
                 rows = units[m][tm[m]]
                 self.proj[m].weight.data = _pca_components(rows, self.dim, self.seed)
-        if y is not None:
-            loss, head = _classification_loss(np.asarray(y), self.dim, self.seed)
-            self.history_ = _train(
-                self,
-                xs,
-                ms,
-                loss,
-                epochs=self.epochs,
-                lr=self.lr,
-                batch_size=self.batch_size,
-                weight_decay=self.weight_decay,
-                seed=self.seed,
-                extra_params=head,
-                num_threads=self.num_threads,
-            )
+        self._fit_supervised(xs, ms, y)
         return self
-
-    def train_objective(
-        self,
-        modalities: Modalities,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        *,
-        epochs: int | None = None,
-        extra_params: Sequence[nn.Parameter] = (),
-    ) -> list[float]:
-        """Train with ``loss_fn(fused_batch, row_indices)``; returns the mean loss per epoch."""
-        self._check_fitted()
-        _, xs, ms = _as_inputs(modalities, self.modalities_)
-        return _train(
-            self,
-            xs,
-            ms,
-            loss_fn,
-            epochs=self.epochs if epochs is None else epochs,
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            extra_params=extra_params,
-            num_threads=self.num_threads,
-        )
 
 
 __all__ = [

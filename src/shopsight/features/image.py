@@ -30,7 +30,9 @@ from shopsight.features.base import (
     Encoded,
     cached_session,
     default_cache_dir,
+    load_backend,
     num_threads,
+    verify_onnx_agreement,
 )
 
 log = logging.getLogger("shopsight.features.image")
@@ -286,38 +288,22 @@ class ImageEncoder:
         return self._session
 
     def _check_agreement(self) -> None:
-        marker = self.onnx_path().with_suffix(".verified")
-        if marker.exists():
-            return
-        rng = np.random.default_rng(0)
-        probe = rng.uniform(-1.0, 1.0, size=(3, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
-        probe[0] = np.linspace(-1, 1, IMAGE_SIZE, dtype=np.float32)  # a smooth gradient too
-        a, b = self._onnx_forward(probe), self._torch_forward(probe)
-        cos = np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-        if float(cos.min()) < 0.999:
-            self.onnx_path().unlink(missing_ok=True)
+        def outputs() -> tuple[np.ndarray, np.ndarray]:
+            rng = np.random.default_rng(0)
+            probe = rng.uniform(-1.0, 1.0, size=(3, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+            probe[0] = np.linspace(-1, 1, IMAGE_SIZE, dtype=np.float32)  # a smooth gradient too
+            return self._onnx_forward(probe), self._torch_forward(probe)
+
+        try:
+            verify_onnx_agreement(self.onnx_path(), MODEL_NAME, outputs)
+        except RuntimeError:
             self._session = None
-            raise RuntimeError(
-                f"ONNX export of {MODEL_NAME} disagrees with PyTorch "
-                f"(min cosine {float(cos.min()):.5f} < 0.999)"
-            )
-        marker.write_text(f"{float(cos.min()):.6f}\n")
+            raise
 
     def load(self) -> ImageEncoder:
         """Load the model now (otherwise done on first :meth:`encode`); returns self."""
-        if self.backend_ is not None:
-            return self
-        if self.backend in ("onnx", "auto"):
-            try:
-                self._load_onnx()
-                self.backend_ = "onnx"
-            except Exception as exc:
-                if self.backend == "onnx":
-                    raise
-                log.warning("ONNX image backend unavailable (%s); using PyTorch", exc)
         if self.backend_ is None:
-            self._load_torch()
-            self.backend_ = "torch"
+            self.backend_ = load_backend(self.backend, self._load_onnx, self._load_torch, "image")
         return self
 
     # -- encoding -----------------------------------------------------------------------

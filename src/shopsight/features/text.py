@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
-import logging
 import os
 import re
 import unicodedata
@@ -43,11 +42,11 @@ from shopsight.features.base import (
     cached_session,
     default_cache_dir,
     l2_normalize,
+    load_backend,
     num_threads,
     short_hash,
+    verify_onnx_agreement,
 )
-
-log = logging.getLogger("shopsight.features.text")
 
 Backend = Literal["auto", "torch", "onnx"]
 
@@ -306,37 +305,21 @@ class TextEncoder:
         return self._session
 
     def _check_agreement(self) -> None:
-        """Fail loudly if a (possibly stale or corrupted) export disagrees with PyTorch."""
-        marker = self.onnx_path().with_suffix(".verified")
-        if marker.exists():
-            return
-        probes = list(_PROBES)
-        a = self._run_batches(probes, self._onnx_forward).vectors
-        b = self._run_batches(probes, self._torch_forward).vectors
-        cos = float(np.min(np.sum(a * b, axis=1)))
-        if cos < 0.999:
-            self.onnx_path().unlink(missing_ok=True)
+        def outputs() -> tuple[np.ndarray, np.ndarray]:
+            probes = list(_PROBES)
+            a = self._run_batches(probes, self._onnx_forward).vectors
+            return a, self._run_batches(probes, self._torch_forward).vectors
+
+        try:
+            verify_onnx_agreement(self.onnx_path(), MODEL_NAME, outputs)
+        except RuntimeError:
             self._session = None
-            raise RuntimeError(
-                f"ONNX export of {MODEL_NAME} disagrees with PyTorch (min cosine {cos:.5f} < 0.999)"
-            )
-        marker.write_text(f"{cos:.6f}\n")
+            raise
 
     def load(self) -> TextEncoder:
         """Load the model now (otherwise done on first :meth:`encode`); returns self."""
-        if self.backend_ is not None:
-            return self
-        if self.backend in ("onnx", "auto"):
-            try:
-                self._load_onnx()
-                self.backend_ = "onnx"
-            except Exception as exc:
-                if self.backend == "onnx":
-                    raise
-                log.warning("ONNX text backend unavailable (%s); using PyTorch", exc)
         if self.backend_ is None:
-            self._load_st()
-            self.backend_ = "torch"
+            self.backend_ = load_backend(self.backend, self._load_onnx, self._load_st, "text")
         return self
 
     # -- encoding -----------------------------------------------------------------------
