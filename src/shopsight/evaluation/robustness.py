@@ -50,7 +50,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import scipy.sparse as sp
 
-from shopsight.data.clean import CleanConfig, clean_name, clean_store
+from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.keys import key_sql
 from shopsight.data.shilling import PROFILE_TYPES, ShillingReport, detect_shilling
 from shopsight.data.store import Store
@@ -258,31 +258,6 @@ def inject_noise(store: Store, noise: Noise, *, seed: int = 0) -> NoiseReport:
         raise RobustnessError(f"unknown noise {noise!r}")
     added = _append_events(store, rows, f"noise:{noise.kind}")
     return NoiseReport(noise.kind, added, fake, target)
-
-
-# -- the shilling detector ---------------------------------------------------------------------------
-
-
-def filter_shilling(store: Store, **options: Any) -> ShillingReport:
-    """Detect shilling accounts in ``events_clean`` and drop their rows from every clean table.
-
-    A separate step after :func:`~shopsight.data.clean.clean_store` (raw tables untouched);
-    ``options`` go to :func:`detect_shilling`.
-    """
-    report = detect_shilling(store, table=clean_name("events"), **options)
-    if report.flagged:
-        conn = store.conn
-        conn.register("_shill_users", pa.table({"user_id": pa.array(report.flagged, pa.string())}))
-        try:
-            with store.transaction():
-                for t in ("events", "reviews", "users"):
-                    conn.execute(
-                        f'DELETE FROM "{clean_name(t)}" '
-                        "WHERE user_id IN (SELECT user_id FROM _shill_users)"
-                    )
-        finally:
-            conn.unregister("_shill_users")
-    return report
 
 
 # -- evaluation under noise ---------------------------------------------------------------------------
@@ -518,7 +493,6 @@ __all__ = [
     "copy_store",
     "detect_shilling",
     "evaluate_robustness",
-    "filter_shilling",
     "inject_noise",
     "make_holdout",
     "pick_target",
