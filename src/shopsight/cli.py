@@ -8,6 +8,7 @@ one line naming the file and the problem and exit with status 2, never a traceba
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -29,7 +30,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+
+
+def _console() -> Console:
+    """Messages and tables on stderr. Piped or logged output (CI, ``make demo | tee``) gets
+    room for the tables instead of rich's 80-column fallback, which truncates their cells."""
+    console = Console(stderr=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=True, width=160)
+    return console
+
+
+err = _console()
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, friendly_errors
+from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
 from shopsight.data.store import DEFAULT_STORE, StoreError
 
 
@@ -61,7 +61,6 @@ def explain(
 ) -> None:
     """Recommendations for a user with the reason for each: past items, modalities, one line."""
     import numpy as np
-    from rich.console import Console
     from rich.table import Table
 
     import shopsight.models.quantize  # noqa: F401  (registers quantised models for loading)
@@ -134,4 +133,4 @@ def explain(
                 r["reason"],
                 f"{mod['text']:.2f}/{mod['image']:.2f}/{mod['behaviour']:.2f}",
             )
-        Console(stderr=True).print(table)
+        err.print(table)
