@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from _machine import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K = (ROOT / ".." / "shared" / "data" / "movielens-100k" / "u.data").resolve()
@@ -66,20 +65,6 @@ def evaluate(model: Any, train: Any, test: Any) -> dict[str, float]:
         model, truth, exclude=seen, ks=(10, 20), metrics=("ndcg", "recall"), seed=0
     )
     return {"ndcg@10": float(res.metrics["ndcg@10"]), "recall@20": float(res.metrics["recall@20"])}
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "opacus": __import__("opacus").__version__,
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "interactions_train": int(train.implicit.nnz),
         "rows": rows,
         "total_seconds": round(time.perf_counter() - t0, 1),
-        "machine": machine(),
+        "machine": machine("torch", "opacus"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -27,30 +27,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _machine import machine
+
 HERE = Path(__file__).resolve().parent
 KEY = "bench-personas-key-0123456789"
-
-
-def machine() -> dict[str, Any]:
-    import duckdb
-
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "duckdb": duckdb.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def build_store(work: Path, n_users: int, n_events: int, n_items: int, seed: int) -> Path:
@@ -228,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 runs["profiles"]["peak_rss_mb"] / runs["profiles_1chunk"]["peak_rss_mb"], 2
             ),
         },
-        "machine": machine(),
+        "machine": machine("duckdb"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

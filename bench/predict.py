@@ -22,37 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from _machine import machine
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
-
-
-def machine() -> dict[str, Any]:
-    import duckdb
-    import lightgbm
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightgbm": lightgbm.__version__,
-        "duckdb": duckdb.__version__,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def synthetic_store(workdir: Path, seed: int) -> Path:
@@ -226,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         store = synthetic_store(work, args.seed)
         res: dict[str, Any] = {
-            "machine": machine(),
+            "machine": machine("torch", "lightgbm", "duckdb"),
             "args": {k: str(v) for k, v in vars(args).items()},
         }
         res["funnel"] = funnel_part(store, args)

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _machine import machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,19 +35,6 @@ PARAMS: dict[str, dict[str, Any]] = {
     "ease": {"l2": 200.0},
     "sasrec": {"dim": 64, "epochs": 15, "num_threads": 1},
 }
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     out = {
         "benchmark": "quantize",
-        "machine": machine(),
+        "machine": machine("torch"),
         "shop": cfg.to_dict(),
         "split": "per user in time: first 80% train, rest test",
         "params": PARAMS,

@@ -18,25 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from _machine import machine
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -47,23 +46,14 @@ from typing import Any
 
 import numpy as np
 
+from _machine import machine
+
 HERE = Path(__file__).resolve().parent
 CATEGORIES = [
     f"{top} > {sub}"
     for top in ("Home", "Clothing", "Accessories", "Beauty", "Sports", "Toys", "Books", "Garden")
     for sub in ("A", "B", "C", "D", "E")
 ]
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
 
 
 def build_shop(work: Path, n_items: int, n_users: int, per_user: int, seed: int) -> Path:

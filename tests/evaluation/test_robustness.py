@@ -3,12 +3,9 @@ detector removes the fake accounts, and the attacked item gains far less exposur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.ingest import ingest_files
@@ -27,14 +24,8 @@ from shopsight.evaluation.robustness import (
     pick_target,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+# Small problems: one torch and one BLAS thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from shopsight.data.clean import clean_store
 from shopsight.data.dataset import Dataset
@@ -64,13 +61,8 @@ class Shop:
     content: dict[str, np.ndarray]  # planted: text = style one-hot + noise, image = noise
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+# Small problems: one torch and one BLAS thread (see tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
