@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -236,6 +237,61 @@ def test_parquet_fast_path(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as s:
         rep = ingest_file(s, f)
     assert (rep.format, rep.read, rep.stored, rep.quarantined) == ("parquet", 3, 2, 1)
+
+
+def test_lines_follow_the_file_across_parallel_chunks(tmp_path: Path) -> None:
+    """Line lineage survives DuckDB's parallel scan: every row keeps its physical line, even
+    past lines rejected for their structure, in a file spanning many chunks and row groups."""
+    n = 400_000
+    broken_after = {150_000: "u,i,view", 300_000: "u,i,view,2024-01-01T00:00:00Z,s,,,extra"}
+    f = tmp_path / "events.csv"
+    with f.open("w") as fh:
+        fh.write(HEADER)
+        for i in range(n):
+            fh.write(f"u{i % 977},i{i % 313},view,2024-01-01T00:00:00Z,s{i},,\n")
+            if i in broken_after:
+                fh.write(broken_after[i] + "\n")
+    with Store(tmp_path / "s.duckdb") as s:
+        rep = ingest_file(s, f)
+        assert (rep.read, rep.stored, rep.quarantined) == (n + 2, n, 2)
+        # row i sits on line i + 2, plus one for each broken line written before it
+        wrong = s.conn.execute(
+            """SELECT count(*) FROM (SELECT line, CAST(substr(session_id, 2) AS BIGINT) AS i
+            FROM events) WHERE line <> i + 2 + (i > 150000)::INT + (i > 300000)::INT"""
+        ).fetchall()[0][0]
+        assert wrong == 0
+        q = s.conn.execute("SELECT line FROM quarantine ORDER BY line").fetchall()
+        assert [r[0] for r in q] == [150_000 + 3, 300_000 + 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-03-01T10:00:00Z", datetime(2024, 3, 1, 10)),
+        ("2024-03-01 10:00:00", datetime(2024, 3, 1, 10)),
+        ("2024-03-01T10:00:00", datetime(2024, 3, 1, 10)),
+        ("2024-03-01T10:00:00+02:00", datetime(2024, 3, 1, 8)),
+        ("2024-03-01 10:00:00-0500", datetime(2024, 3, 1, 15)),
+        ("2024-03-01T10:00:00.250Z", datetime(2024, 3, 1, 10, 0, 0, 250_000)),
+        ("2024-03-01", datetime(2024, 3, 1)),
+        (" 2024-03-01T10:00:00Z", datetime(2024, 3, 1, 10)),
+        ("1709287200", datetime(2024, 3, 1, 10)),
+        ("1709287200000", datetime(2024, 3, 1, 10)),
+        ("2024-02-30T10:00:00Z", None),
+        ("2024-03-01T25:00:00Z", None),
+        ("2024-03-01T10:00:0xZ", None),
+        ("not-a-timestamp", None),
+    ],
+)
+def test_timestamp_parsing_fast_and_full_paths_agree(text: str, expected: datetime | None) -> None:
+    """The cheap cast for whole-second UTC/naive shapes never disagrees with the offset-aware
+    parse, and every other shape still reaches it."""
+    from shopsight.data.formats.generic import timestamp_sql
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    got = con.execute(f"SELECT {timestamp_sql('x')} FROM (SELECT ? AS x)", [text]).fetchall()
+    assert got[0][0] == expected
 
 
 def _big_csv(path: Path, n: int) -> None:

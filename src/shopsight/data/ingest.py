@@ -162,14 +162,23 @@ class _FileIngest:
         target = src.target
         cols = ", ".join(STAGING[target].names)
         rejects_table = None
+        scan_table = None
         if src.sql is not None:
-            sql = src.sql
+            names: dict[str, str] = {}
             if src.rejects:
                 n = next(_counter)
-                rejects_table, rejects_scan = f"_rej_{n}", f"_rejscan_{n}"
-                sql = sql.replace("{rejects_table}", rejects_table).replace(
-                    "{rejects_scan}", rejects_scan
-                )
+                rejects_table = f"_rej_{n}"
+                names = {"{rejects_table}": rejects_table, "{rejects_scan}": f"_rejscan_{n}"}
+
+            def fill(text: str) -> str:
+                for placeholder, name in names.items():
+                    text = text.replace(placeholder, name)
+                return text
+
+            if src.scan is not None:
+                scan_table = f"_scan_{next(_counter)}"
+                names["{scan}"] = self._materialise_scan(fill(src.scan), scan_table)
+            sql = fill(src.sql)
             inner = f"SELECT {cols} FROM ({sql})"
         else:
             stg = f"_stg_{next(_counter)}"
@@ -200,7 +209,24 @@ class _FileIngest:
                    CASE WHEN _reason IS NULL THEN {key} END AS _key
             FROM (SELECT *, {reason} AS _reason FROM ({norm}))"""
         )
+        if scan_table is not None:
+            self.conn.execute(f"DROP TABLE {scan_table}")
         return rejects_table
+
+    def _materialise_scan(self, scan: str, table: str) -> str:
+        """Copy ``scan`` into ``table`` in file order; returns a query adding ``_ordinal``.
+
+        DuckDB keeps insertion order (its default) and numbers a new table's rows contiguously
+        from a base (0 once committed, a large offset inside a transaction), so a row's position
+        among the rows read is ``rowid - base``.
+        """
+        self.conn.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {scan}")
+        row = fetch_one(self.conn, f"SELECT min(rowid), max(rowid), count(*) FROM {table}")
+        assert row is not None
+        base, top, n = row
+        if n and top - base + 1 != n:
+            raise RuntimeError(f"{self.source}: scanned rows are not numbered contiguously")
+        return f"(SELECT rowid - {base or 0} AS _ordinal, * FROM {table})"
 
     def _quarantine_rejects(self, rejects_table: str, chk: str, target: str) -> int:
         # DuckDB reports one row per bad column; one quarantine row per bad line. A line that

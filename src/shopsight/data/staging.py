@@ -102,14 +102,19 @@ class StagedSource:
     ``primary``: this source's rows are the file's records and count toward the file's totals;
     a non-primary source (e.g. users derived from a ratings file) is reported per table only.
     ``reviews_as_events``: each stored review also becomes a ``review`` event carrying its rating.
-    ``rejects``: ``sql`` scans CSV with ``store_rejects=true, rejects_table='{rejects_table}',
+    ``scan``: a table function call (e.g. ``read_csv(...)``) the engine copies, in file order,
+    into a temporary table before running ``sql``, which reads it as ``{scan}``: the scan's
+    columns plus ``_ordinal``, the row's 0-based position among the rows read. Numbering with
+    ``row_number() OVER ()`` instead would funnel the whole staging query through one thread.
+    ``rejects``: ``scan`` reads CSV with ``store_rejects=true, rejects_table='{rejects_table}',
     rejects_scan='{rejects_scan}'`` (placeholders the engine fills with fresh names); lines DuckDB
-    rejects for their structure go to quarantine, and ``line`` (a 1-based data-row ordinal + the
-    header offset, from ``row_number() OVER ()``) is corrected for the rejected lines before it.
+    rejects for their structure go to quarantine, and ``line`` (a data-row ordinal + the header
+    offset) is corrected for the rejected lines before it.
     """
 
     target: str
     sql: str | None = None
+    scan: str | None = None
     batches: Iterable[pa.RecordBatch] | None = None
     rating_range: tuple[float, float] = (0.0, 5.0)
     primary: bool = True
@@ -122,6 +127,8 @@ class StagedSource:
             raise ValueError(f"unknown target table {self.target!r}")
         if (self.sql is None) == (self.batches is None):
             raise ValueError("a StagedSource needs exactly one of sql or batches")
+        if self.scan is not None and (self.sql is None or "{scan}" not in self.sql):
+            raise ValueError("a StagedSource with a scan needs sql that reads {scan}")
 
 
 def empty_row(target: str) -> dict[str, object]:

@@ -137,15 +137,24 @@ def check_required(path: Path, target: str, cols: dict[str, str], options: ReadO
 def timestamp_sql(expr: str) -> str:
     """Parse ISO-8601 (offsets honoured, naive read as UTC), epoch seconds or epoch milliseconds.
 
-    The ISO cast goes first: it is the common case and the cheapest; ``coalesce`` only evaluates
-    the epoch parsing for the rows it rejects.
+    Whole-second UTC (``...Z``) and naive stamps, nearly every row of a typical log, take the
+    cheap ``TIMESTAMP`` cast: their shape leaves no room for an offset, which that cast would
+    ignore. Anything else, or anything that cast rejects, takes the full path. The full path sits
+    inside ``CASE`` so DuckDB does not hoist its repeated sub-expressions into a projection that
+    would evaluate them for every row.
     """
+    shapes = " OR ".join(
+        f"{expr} LIKE '{p}'"
+        for p in ("____-__-__T__:__:__Z", "____-__-__ __:__:__", "____-__-__T__:__:__")
+    )
+    fast = f"CASE WHEN {shapes} THEN try_cast({expr} AS TIMESTAMP) END"
     iso = f"timezone('UTC', try_cast({expr} AS TIMESTAMPTZ))"
     d = f"try_cast(trim({expr}) AS DOUBLE)"
     epoch = f"""(CASE WHEN {d} IS NULL OR isnan({d}) OR isinf({d}) OR abs({d}) > 1e15 THEN NULL
              WHEN abs({d}) >= 1e11 THEN make_timestamp(CAST({d} * 1000 AS BIGINT))
              ELSE make_timestamp(CAST({d} * 1000000 AS BIGINT)) END)"""
-    return f"coalesce({iso}, {epoch}, timezone('UTC', try_cast(trim({expr}) AS TIMESTAMPTZ)))"
+    full = f"coalesce({iso}, {epoch}, timezone('UTC', try_cast(trim({expr}) AS TIMESTAMPTZ)))"
+    return f"coalesce({fast}, CASE WHEN {expr} IS NOT NULL THEN {full} END)"
 
 
 def number_sql(expr: str) -> str:
@@ -186,7 +195,7 @@ def _select_list(target: str, cols: dict[str, str], options: ReadOptions, raw_sq
             sel[name] = src(name)
         if name in _TYPED:
             sel[_TYPED[name]] = src(name)
-    sel["line"] = "CAST(row_number() OVER () + 1 AS BIGINT)"
+    sel["line"] = "CAST(_ordinal + 2 AS BIGINT)"  # 0-based data row + 1 + the header line
     sel["raw"] = raw_sql
     sel["error"] = "CAST(NULL AS VARCHAR)"
     return ", ".join(f"{v} AS {k}" for k, v in sel.items())
@@ -225,17 +234,21 @@ class CsvFormat(_DelimitedBase):
         cols = resolve_columns(header, options)
         target = guess_target(path, cols, options)
         check_required(path, target, cols, options)
-        fields = ", ".join(f"coalesce({_ident(h)}, '')" for h in header)
+        # The scan names columns by position: a header may repeat a name, or say ``_ordinal``.
+        position = {h: f"c{i}" for i, h in reversed(list(enumerate(header)))}
+        cols = {canon: position[h] for canon, h in cols.items()}
+        fields = ", ".join(f"coalesce(c{i}, '')" for i in range(len(header)))
         raw_sql = f"concat_ws({_q(delim)}, {fields})"
-        colspec = ", ".join(f"{_q(h)}: 'VARCHAR'" for h in header)
-        sql = (
-            f"SELECT {_select_list(target, cols, options, raw_sql)} FROM read_csv({_q(str(path))}, "
+        colspec = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header)))
+        scan = (
+            f"read_csv({_q(str(path))}, "
             f"header=true, auto_detect=false, columns={{{colspec}}}, delim={_q(delim)}, "
             "quote='\"', escape='\"', "
             "store_rejects=true, rejects_table='{rejects_table}', rejects_scan='{rejects_scan}', "
             "parallel=true)"
         )
-        return [StagedSource(target=target, sql=sql, rejects=True)]
+        sql = f"SELECT {_select_list(target, cols, options, raw_sql)} FROM {{scan}}"
+        return [StagedSource(target=target, sql=sql, scan=scan, rejects=True)]
 
 
 class ParquetFormat:
@@ -257,10 +270,12 @@ class ParquetFormat:
         cols = resolve_columns(header, options)
         target = guess_target(path, cols, options)
         check_required(path, target, cols, options)
-        raw_sql = "to_json(_r)"
+        fields = ", ".join(f"{_q(h)}: {_ident(h)}" for h in header)
+        raw_sql = f"to_json({{{fields}}})"
         sql = (
             f"SELECT {_select_list(target, cols, options, raw_sql)} FROM "
-            f"(SELECT *, _r FROM (SELECT *, p AS _r FROM read_parquet({_q(str(path))}) p))"
+            f"(SELECT *, file_row_number AS _ordinal "
+            f"FROM read_parquet({_q(str(path))}, file_row_number=true))"
         )
         return [StagedSource(target=target, sql=sql)]
 
