@@ -58,6 +58,8 @@ class Store:
             raise StoreError(f"{self.path}: cannot open store: {msg}") from exc
         # Naive timestamps mean UTC everywhere; bound DuckDB's memory so big ingests spill to disk.
         conn.execute("SET TimeZone = 'UTC'")
+        # DuckDB's default, stated because ingest numbers CSV lines by insertion order.
+        conn.execute("SET preserve_insertion_order = true")
         conn.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1500MB')}'")
         return conn
 
