@@ -8,7 +8,6 @@ gradient), LightGCN (normalised adjacency), and a planted-structure test for eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from threadpoolctl import threadpool_limits
 
 from shopsight.data.dataset import Dataset
 from shopsight.models.base import Recommender
@@ -38,14 +36,8 @@ from shopsight.training import distributed as D
 T0 = datetime(2025, 1, 1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    # Two shared cores: torch's and BLAS's thread pools only spin against other processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+# Two shared cores: torch's and BLAS's thread pools only spin against other processes.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_dataset(rows: list[tuple[int, int, str, float]], n_users: int, n_items: int) -> Dataset:

@@ -28,8 +28,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from shopsight.data.clean import clean_store
 from shopsight.data.dataset import Dataset
@@ -125,14 +123,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
     return Shop(tmp_path_factory.mktemp("contract"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # Two shared cores: torch's and BLAS's thread pools only spin against other processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+# Two shared cores: torch's and BLAS's thread pools only spin against other processes.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 _FITTED: dict[str, Recommender] = {}

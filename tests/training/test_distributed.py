@@ -15,13 +15,11 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
@@ -63,14 +61,8 @@ def dataset(store_path: Path) -> Dataset:
         return Dataset.from_store(store)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    # Two shared cores: torch's and BLAS's thread pools only spin against other processes.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+# Two shared cores: torch's and BLAS's thread pools only spin against other processes.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def launch(store: Path, model: str, out: Path) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,10 @@
 Users are scored in chunks with the model's batched ``score(users)``; each chunk's scores are
 masked (training items, items outside the candidate set), reduced to a top-``max(K)`` list per
 user (block-maxima pre-selection, then ``torch.topk``, then exact tie handling), compared with
-the user's test items, and dropped. Peak memory is therefore one chunk of scores (``chunk x n_items``), set
-from a memory budget, plus per-user results (a few floats per user and metric): it does not grow
-with the number of users, and nothing of size ``n_users x n_items`` ever exists.
+the user's test items, and dropped. Peak memory is therefore one chunk of scores
+(``chunk x n_items``), set from a memory budget, plus per-user results (a few floats per user and
+metric): it does not grow with the number of users, and nothing of size ``n_users x n_items``
+ever exists.
 
 What counts, exactly
 --------------------
