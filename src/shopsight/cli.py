@@ -172,6 +172,10 @@ def ingest(
             "",
         )
         err.print(table)
+        from shopsight.data.ingest import derived_lines
+
+        for line in derived_lines(report):
+            err.print(line, highlight=False)
     for f in report.files:
         if f.error:
             error(f.error)
@@ -281,6 +285,17 @@ def _print_clean(result: dict[str, Any]) -> None:
         short = ", ".join(f"{k}={v}" for k, v in detail.items() if not isinstance(v, list | dict))
         table.add_row(step["step"], step["table"], f"{step['removed']:,}", short[:80])
     err.print(table)
+    before, after = result.get("before", {}), result.get("after", {})
+    err.print(
+        "rows kept: " + "; ".join(f"{t} {before[t]:,} -> {after.get(t, 0):,}" for t in before),
+        highlight=False,
+    )
+    types = result.get("event_types") or {}
+    if types:
+        err.print(
+            "events by type: " + "; ".join(f"{t} {a:,} -> {b:,}" for t, (a, b) in types.items()),
+            highlight=False,
+        )
 
 
 def _existing(store: Path) -> Path:
