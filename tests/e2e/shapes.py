@@ -27,10 +27,27 @@ GENRE_TAGS = {
     "Children's": ["family"],
     "War": ["ww2", "history"],
 }
-GENRES_100K = (
-    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
-    "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
-).split()
+GENRES_100K = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def movielens_latest_layout(ml100k: Path, out: Path, n_users: int = 610, seed: int = 7) -> Path:
@@ -76,5 +93,3 @@ def head_lines(src: Path, dst: Path, n: int) -> Path:
                 break
             fo.write(line)
     return dst
-
-

@@ -856,9 +856,9 @@ def stats(store: Store, *, clean: bool = False) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_WEIGHTS",
     "EVENT_CODE",
-    "INTERACTION_TYPES",
     "EVENT_TYPES",
     "FUNNEL",
+    "INTERACTION_TYPES",
     "Dataset",
     "DatasetError",
     "Ratings",

@@ -523,7 +523,9 @@ def derived_lines(report: IngestReport) -> list[str]:
         d = f.derived.get("review events")
         if not d or not d["reviews"]:
             continue
-        line = f"{Path(f.source).name}: {d['reviews']:,} new reviews -> {d['events']:,} review events"
+        line = (
+            f"{Path(f.source).name}: {d['reviews']:,} new reviews -> {d['events']:,} review events"
+        )
         why = []
         if d["merged"]:
             why.append(f"{d['merged']:,} merged (same user, item, time and rating)")
