@@ -37,6 +37,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy import stats
 
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 
-class ExperimentError(ValueError):
+class ExperimentError(InputError):
     """An experiment cannot run as asked (one-line message)."""
 
 

@@ -72,6 +72,7 @@ import scipy.sparse as sp
 
 from shopsight.data import split as S
 from shopsight.data.dataset import EVENT_CODE, Dataset
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ Exclude = Literal["train", "train+valid", "train_relevant", "none"]
 Candidates = Literal["all", "train", "test"]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError):
     """A protocol is unknown, badly configured, or cannot run on this dataset."""
 
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.experiment import (
     ModelSpec,
@@ -65,7 +66,7 @@ Sampler = Literal["tpe", "random", "grid"]
 MAX_GRID = 10_000
 
 
-class TuningError(ValueError):
+class TuningError(InputError):
     """A search space, sampler or tuning setting is invalid (one-line message)."""
 
 

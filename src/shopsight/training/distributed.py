@@ -44,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from shopsight.errors import InputError, StateError
+
 IntArray = npt.NDArray[np.int64]
 
 
@@ -89,10 +91,10 @@ def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> Di
     if world <= 1:
         return DistContext()
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        raise StateError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise StateError(
             f"WORLD_SIZE={world} but {', '.join(missing)} not set; start with torchrun "
             "(python -m torch.distributed.run --nproc_per_node=N ...)"
         )
@@ -160,7 +162,7 @@ def loss_scale(global_batch: int, ctx: DistContext | None = None) -> float:
 def global_batches(n: int, batch_size: int) -> Iterator[IntArray]:
     """Consecutive index ranges ``[start, start + batch_size)`` covering ``range(n)``."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, n, batch_size):
         yield np.arange(start, min(start + batch_size, n), dtype=np.int64)
 
