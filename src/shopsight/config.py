@@ -61,7 +61,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_pairs(parts: Iterable[str], option: str = "--set") -> list[tuple[str, str]]:
+def parse_pairs(
+    parts: Iterable[str],
+    option: str = "--set",
+    expected: str = "key=value",
+    error: type[InputError] = ConfigError,
+) -> list[tuple[str, str]]:
     """``["k=v", ...]`` -> ``[("k", "v"), ...]``; empty parts skipped, others need ``=``."""
     out = []
     for part in parts:
@@ -69,14 +74,16 @@ def parse_pairs(parts: Iterable[str], option: str = "--set") -> list[tuple[str, 
             continue
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"{option} {part!r}: expected key=value")
+            raise error(f"{option} {part!r}: expected {expected}")
         out.append((key.strip(), value))
     return out
 
 
-def parse_overrides(pairs: Iterable[str] | None, option: str = "--set") -> dict[str, Any]:
+def parse_overrides(
+    pairs: Iterable[str] | None, option: str = "--set", error: type[InputError] = ConfigError
+) -> dict[str, Any]:
     """``["k_core=5", "bots=false"]`` -> {"k_core": 5, "bots": False} (values parsed as YAML)."""
-    return {k: parse_value(v) for k, v in parse_pairs(pairs or [], option)}
+    return {k: parse_value(v.strip()) for k, v in parse_pairs(pairs or [], option, error=error)}
 
 
 # Short names accepted for canonical columns in ``--map`` / ``--default``.
