@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopsight.errors import InputError
+
 from ._util import _epoch, _events_table, _ids, _iso_utc_array, _take, _write_events_table
 from .world import CATEGORIES, EVENTS_HEADER, STYLES
 
@@ -62,14 +64,14 @@ def write_events_csv(
     missing user id). Deterministic in ``seed``.
     """
     if n_events < 0:
-        raise ValueError(f"n_events={n_events}: expected >= 0")
+        raise InputError(f"n_events={n_events}: expected >= 0")
     if n_users < 1 or n_items < 1:
-        raise ValueError(f"n_users={n_users}, n_items={n_items}: expected >= 1 each")
+        raise InputError(f"n_users={n_users}, n_items={n_items}: expected >= 1 each")
     for name, frac in (("duplicate_fraction", duplicate_fraction), ("invalid_fraction", invalid_fraction)):  # fmt: skip
         if not 0.0 <= frac < 0.25:
-            raise ValueError(f"{name}={frac}: expected a fraction in [0, 0.25)")
+            raise InputError(f"{name}={frac}: expected a fraction in [0, 0.25)")
     if chunk_size < 1000:
-        raise ValueError(f"chunk_size={chunk_size}: expected >= 1000")
+        raise InputError(f"chunk_size={chunk_size}: expected >= 1000")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = _epoch(date.fromisoformat(start_date))

@@ -8,6 +8,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from shopsight.errors import InputError
+
 from .world import _BRAND_TAILS, CATEGORIES, SEGMENTS, STYLES
 
 # --------------------------------------------------------------------------------------------
@@ -48,8 +50,8 @@ class ShopConfig:
     block_users: int = 10_000
 
     def __post_init__(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"ShopConfig.{name}={getattr(self, name)!r}: expected {expected}")
+        def bad(name: str, expected: str) -> InputError:
+            return InputError(f"ShopConfig.{name}={getattr(self, name)!r}: expected {expected}")
 
         if self.n_users < 10:
             raise bad("n_users", "at least 10")
@@ -97,7 +99,7 @@ class ShopConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ShopConfig: unknown keys {unknown} (known: {sorted(known)})")
+            raise InputError(f"ShopConfig: unknown keys {unknown} (known: {sorted(known)})")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,12 +123,12 @@ class ShopConfig:
             return range(self.n_blocks)
         lo, hi = user_range
         if not 0 <= lo < hi <= self.n_users:
-            raise ValueError(
+            raise InputError(
                 f"user range {lo}:{hi}: expected 0 <= START < END <= n_users ({self.n_users})"
             )
         b = self.block_users
         if lo % b or (hi % b and hi != self.n_users):
-            raise ValueError(
+            raise InputError(
                 f"user range {lo}:{hi}: START and END must be multiples of block_users ({b}) "
                 f"or END = n_users ({self.n_users}), so a part holds whole blocks"
             )
