@@ -14,9 +14,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, UserP
+from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, ReadAuth, UserP
 from shopsight.serving.runtime import (
-    ERRORS,
+    AUTH_ERRORS,
     RT,
     Runtime,
     explain_ranked,
@@ -27,10 +27,10 @@ from shopsight.serving.runtime import (
 )
 from shopsight.serving.state import rank_session
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/recommend/{user_id}", response_model=S.Recommendation, responses=ERRORS)
+@router.get("/recommend/{user_id}", response_model=S.Recommendation)
 async def recommend_user(
     request: Request,
     user_id: UserP,
@@ -52,7 +52,7 @@ async def recommend_user(
     return json_response(recommend_one(rt, dep, user_id, k, exclude_seen, allowed, False))
 
 
-@router.post("/recommend", response_model=S.RecommendBatchOut, responses=ERRORS)
+@router.post("/recommend", response_model=S.RecommendBatchOut)
 def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
     """A batch of users, or one anonymous session (item ids seen so far, no user id)."""
     dep = rt.deployment
@@ -87,10 +87,10 @@ class _RecommendQuery(BaseModel):
     """``GET /recommend/{user_id}``'s parameters, with the documented route's constraints."""
 
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=S.MAX_ID)
+    user_id: str = Field(min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     k: int = Field(10, ge=1, le=S.MAX_K)
     exclude_seen: bool = True
-    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID)
+    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     price_max: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
     explain: bool = False
 
