@@ -162,6 +162,9 @@ def create_app(
             rt.store.close()
 
     app = FastAPIOffline(
+        redoc_url=None,  # served by routes/docs.py (a copy of ReDoc without its CDN logo)
+        # Swagger UI would otherwise ask swagger.io's online validator about the spec.
+        swagger_ui_parameters={"validatorUrl": None},
         title="shopsight",
         version="1",
         description=API_DESCRIPTION,

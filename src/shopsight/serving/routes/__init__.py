@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from shopsight.serving.routes import (
     admin,
+    docs,
     events,
     health,
     login,
@@ -17,6 +18,6 @@ from shopsight.serving.routes import (
 
 
 def include_routers(app: FastAPI) -> None:
-    for module in (health, recommend, similar, predict, personas, events, admin, login):
+    for module in (health, recommend, similar, predict, personas, events, admin, login, docs):
         app.include_router(module.router)
     recommend.install_fast_path(app)

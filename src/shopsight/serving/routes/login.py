@@ -33,6 +33,7 @@ input,button{{font-size:1rem;padding:.5rem;width:100%;box-sizing:border-box;marg
 <p>This server needs its API token (the admin or the read-only one).</p>{note}
 <form method="post" action="/login">
 <input type="hidden" name="next" value="{html.escape(next_path)}">
+<input type="text" name="username" value="api" autocomplete="username" hidden>
 <label for="token">Token</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button></form></body></html>"""
