@@ -168,6 +168,8 @@ def create_app(
         title="shopsight",
         version="1",
         description=API_DESCRIPTION,
+        # operationIds are the route functions' names (links in the schema refer to them)
+        generate_unique_id_function=lambda route: route.name,
         lifespan=lifespan,
     )
     app.state.runtime = rt

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import Auth, UserP
+from shopsight.serving.routes.params import Auth, UserP, links
 from shopsight.serving.runtime import (
     AUTH_ERRORS,
     RT,
@@ -55,7 +55,15 @@ def _model_folder(rt: Runtime, given: str | None) -> Path:
     return real
 
 
-@router.post("/admin/reload", response_model=S.ReloadOut, status_code=202)
+@router.post(
+    "/admin/reload",
+    response_model=S.ReloadOut,
+    status_code=202,
+    responses={
+        **links(202, status=("reload_status", {})),
+        **links(200, status=("reload_status", {})),
+    },
+)
 def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
     """Load a model folder in the background and swap it in atomically.
 
@@ -90,7 +98,15 @@ def reload_status(rt: RT) -> Any:
     return rt.reload.to_dict()
 
 
-@router.post("/admin/forget/{user_id}", response_model=S.ForgetOut)
+@router.post(
+    "/admin/forget/{user_id}",
+    response_model=S.ForgetOut,
+    responses=links(
+        again=("forget", {"user_id": "$request.path.user_id"}),
+        user=("recommend_user", {"user_id": "$request.path.user_id"}),
+        persona=("persona", {"user_id": "$request.path.user_id"}),
+    ),
+)
 def forget(rt: RT, user_id: UserP) -> dict[str, Any]:
     """Erase a user (``shopsight.privacy.forget.forget_user``) and drop their live state."""
     if rt.read_only:

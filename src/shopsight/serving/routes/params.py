@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi import Path as PathParam
@@ -52,3 +52,16 @@ ItemP = Annotated[
     str,
     PathParam(min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL, description="An item id."),
 ]
+
+
+def links(code: int = 200, **targets: tuple[str, dict[str, str]]) -> dict[int | str, Any]:
+    """OpenAPI links from one response to the operations it leads to (operation id, params):
+    they document the flows and drive schemathesis' stateful phase."""
+    return {
+        code: {
+            "links": {
+                name: {"operationId": op, "parameters": params}
+                for name, (op, params) in targets.items()
+            }
+        }
+    }

@@ -6,13 +6,20 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import ReadAuth
+from shopsight.serving.routes.params import ReadAuth, links
 from shopsight.serving.runtime import AUTH_ERRORS, RT
 
 router = APIRouter(tags=["predict"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.post("/predict", response_model=S.PredictOut)
+@router.post(
+    "/predict",
+    response_model=S.PredictOut,
+    responses=links(
+        user=("recommend_user", {"user_id": "$response.body#/predictions/0/user_id"}),
+        item=("similar", {"item_id": "$response.body#/predictions/0/item_id"}),
+    ),
+)
 def predict(rt: RT, body: S.PredictIn) -> S.PredictOut:
     """Click / add-to-cart / purchase probabilities for user-item pairs (at most 1,000).
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, ReadAuth, UserP
+from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, ReadAuth, UserP, links
 from shopsight.serving.runtime import (
     AUTH_ERRORS,
     RT,
@@ -30,7 +30,15 @@ from shopsight.serving.state import rank_session
 router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/recommend/{user_id}", response_model=S.Recommendation)
+@router.get(
+    "/recommend/{user_id}",
+    response_model=S.Recommendation,
+    responses=links(
+        persona=("persona", {"user_id": "$response.body#/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/items/0/item_id"}),
+        forget=("forget", {"user_id": "$request.path.user_id"}),
+    ),
+)
 async def recommend_user(
     request: Request,
     user_id: UserP,
@@ -52,7 +60,14 @@ async def recommend_user(
     return json_response(recommend_one(rt, dep, user_id, k, exclude_seen, allowed, False))
 
 
-@router.post("/recommend", response_model=S.RecommendBatchOut)
+@router.post(
+    "/recommend",
+    response_model=S.RecommendBatchOut,
+    responses=links(
+        user=("recommend_user", {"user_id": "$response.body#/results/0/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/results/0/items/0/item_id"}),
+    ),
+)
 def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
     """A batch of users, or one anonymous session (item ids seen so far, no user id)."""
     dep = rt.deployment
