@@ -28,6 +28,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopsight.data.store import Store
+from shopsight.errors import InputError
 from shopsight.serving.auth import (
     READ_TOKEN_ENV,
     TOKEN_ENV,
@@ -117,7 +118,7 @@ def create_app(
     policy = AccessPolicy(admin_token=token, read_token=read_token)
     root = (Path(models_root) if models_root is not None else model_dir.resolve().parent).resolve()
     if not model_dir.resolve().is_relative_to(root):
-        raise ValueError(f"{model_dir}: not below the models folder {root}")
+        raise InputError(f"{model_dir}: not below the models folder {root}")
     store = Store(store_path, read_only=read_only)
     lock = threading.Lock()
     try:

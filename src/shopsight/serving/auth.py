@@ -33,6 +33,8 @@ from fastapi import HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shopsight.errors import InputError
+
 TOKEN_ENV = "SHOPSIGHT_API_TOKEN"
 READ_TOKEN_ENV = "SHOPSIGHT_API_READ_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -55,7 +57,7 @@ def read_token(token_file: Path | None = None, env: str = TOKEN_ENV) -> str | No
     if token_file is not None:
         text = Path(token_file).read_text(encoding="utf-8").strip()
         if not text:
-            raise ValueError(f"{token_file}: empty token file")
+            raise InputError(f"{token_file}: empty token file")
         token = text.splitlines()[0].strip()
     else:
         token = os.environ.get(env, "").strip()
@@ -63,7 +65,7 @@ def read_token(token_file: Path | None = None, env: str = TOKEN_ENV) -> str | No
             return None
     if len(token) < MIN_TOKEN_LENGTH:
         src = str(token_file) if token_file is not None else env
-        raise ValueError(f"{src}: token too short (at least {MIN_TOKEN_LENGTH} characters)")
+        raise InputError(f"{src}: token too short (at least {MIN_TOKEN_LENGTH} characters)")
     return token
 
 
@@ -87,7 +89,7 @@ class AccessPolicy:
 
     def __post_init__(self) -> None:
         if self.admin_token is not None and self.admin_token == self.read_token:
-            raise ValueError("the read token must differ from the admin token")
+            raise InputError("--read-token-file: the read token must differ from the admin token")
 
     @property
     def enabled(self) -> bool:

@@ -1,4 +1,4 @@
-"""CLI commands of shopsight.serving (registered on the main app by shopsight.cli)."""
+"""``shopsight serve``: recommendations, predictions, personas and live events over HTTP."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
-from shopsight.data.store import DEFAULT_STORE
+from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import InputError, MissingFileError
+
+app = group()
 
 
 @app.command()
@@ -70,24 +73,20 @@ def serve(
     from shopsight.serving.app import CONFIG_ENV, app_from_config, serve_config
     from shopsight.serving.auth import READ_TOKEN_ENV, AccessPolicy, read_token
 
-    if not store.exists():
-        raise UsageProblem(f"{store}: no such store (run `shopsight ingest` first)")
+    Store(store, read_only=True).close()  # a missing or unreadable store fails here, in one line
     if not (model / "config.json").is_file():
-        raise UsageProblem(f"{model}: not a trained model folder (run `shopsight train`)")
+        raise MissingFileError(f"{model}: not a trained model folder (run `shopsight train`)")
     if workers < 1:
-        raise UsageProblem(f"--workers {workers}: expected >= 1")
+        raise InputError(f"--workers {workers}: expected >= 1")
     # Fail now, not in a worker, on a bad token file or a model outside the models folder.
     token = read_token(token_file)
     read_tok = read_token(read_token_file, env=READ_TOKEN_ENV)
-    try:
-        AccessPolicy(admin_token=token, read_token=read_tok)
-    except ValueError as exc:
-        raise UsageProblem(f"--read-token-file: {exc}") from None
+    AccessPolicy(admin_token=token, read_token=read_tok)
     if models_root is not None:
         if not models_root.is_dir():
-            raise UsageProblem(f"--models-root {models_root}: no such folder")
+            raise InputError(f"--models-root {models_root}: no such folder")
         if not model.resolve().is_relative_to(models_root.resolve()):
-            raise UsageProblem(f"--model {model}: not below --models-root {models_root}")
+            raise InputError(f"--model {model}: not below --models-root {models_root}")
     cfg = serve_config(
         store,
         model,
