@@ -73,9 +73,13 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
 
     router = APIRouter()
     p = personas
-    parts = ReportParts(p, max_map_points)
-    signals = p.meta.get("signals") or {}
-    titles = item_titles(p)
+    cache: dict[str, Any] = {}  # built on first use: mounting the router stays cheap
+
+    def parts() -> ReportParts:
+        if "parts" not in cache:
+            cache["parts"] = ReportParts(p, max_map_points)
+        out: ReportParts = cache["parts"]
+        return out
 
     def card(s: dict[str, Any], charts: str = "") -> str:
         sid = s["id"]
@@ -96,25 +100,25 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
         )
         cards = "".join(card(s) for s in p.segment_list)
         blocks = []
-        if parts.map is not None:
+        if parts().map is not None:
             blocks.append(
-                f'<section class="block" id="map">{_fig_div(parts.map, "segment-map")}</section>'
+                f'<section class="block" id="map">{_fig_div(parts().map, "segment-map")}</section>'
             )
-        if parts.sizes is not None:
+        if parts().sizes is not None:
             blocks.append(
-                f'<section class="block" id="sizes">{_fig_div(parts.sizes, "segment-sizes")}'
+                f'<section class="block" id="sizes">{_fig_div(parts().sizes, "segment-sizes")}'
                 "</section>"
             )
         blocks.append(
             '<section class="block" id="compare"><h2>Segments beside all users</h2>'
             f"{comparison_html(p)}</section>"
         )
-        if parts.conversion is not None:
+        if parts().conversion is not None:
             blocks.append(
                 f'<section class="block" id="funnels">'
-                f"{_fig_div(parts.conversion, 'segment-funnels')}</section>"
+                f"{_fig_div(parts().conversion, 'segment-funnels')}</section>"
             )
-        body = f"""{note}{signals_html(p)}{summary_html(p)}{parts.notes_html()}{"".join(blocks)}
+        body = f"""{note}{signals_html(p)}{summary_html(p)}{parts().notes_html()}{"".join(blocks)}
 <section class="block" id="segments"><h2>Segments</h2><div class="cards">{cards}</div></section>"""
         return HTMLResponse(_page("Personas dashboard", body))
 
@@ -141,8 +145,8 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
         body = user_section_html(
             prof,
             anchor=False,
-            signals=signals,
-            titles=titles,
+            signals=p.meta.get("signals") or {},
+            titles=item_titles(p),
             segment_href="/dashboard/segment/{}",
         )
         if seg is not None:
@@ -171,8 +175,8 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
         examples = [u for u in sample_users(p, 12 * max(len(p.segment_list), 1)) if u in members]
         charts = ""
         for fig, div in (
-            (parts.radar.get(segment_id), "radar"),
-            (parts.affinity.get(segment_id), "affinity"),
+            (parts().radar.get(segment_id), "radar"),
+            (parts().affinity.get(segment_id), "affinity"),
         ):
             if fig is not None:
                 charts += f'<div class="chart">{_fig_div(fig, f"{div}-{segment_id}")}</div>'
