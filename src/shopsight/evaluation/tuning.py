@@ -422,12 +422,25 @@ class Tuner:
         ]
         remaining = max(0, self.trials - len(done))
         if remaining:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=self.timeout,
-                catch=(ValueError, RuntimeError, ArithmeticError),
-            )
+            from shopsight.progress import task
+
+            with task(f"tune {self.spec.name}", total=remaining) as bar:
+
+                def tick(st: Any, trial: Any) -> None:
+                    best = (
+                        f"best {self.metric}={st.best_value:.4f}"
+                        if any(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
+                        else ""
+                    )
+                    bar.advance(1, info=f"trial {trial.number} {trial.state.name.lower()} {best}")
+
+                study.optimize(
+                    objective,
+                    n_trials=remaining,
+                    timeout=self.timeout,
+                    catch=(ValueError, RuntimeError, ArithmeticError),
+                    callbacks=[tick],
+                )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise TuningError("no trial completed (every trial failed or was pruned)")
