@@ -22,6 +22,7 @@ join (a pseudonymised store's ids already are).
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -376,3 +377,112 @@ def render_text(report: dict[str, Any]) -> list[str]:
             f"conversion {v['value']:.4f} [{v['lo']:.4f}, {v['hi']:.4f}]"
         )
     return lines
+
+
+_METRIC_LABELS = {
+    "ctr": "CTR@{k}",
+    "conversion": "conversion",
+    "revenue_per_impression": "revenue / impression",
+}
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def _bars(report: dict[str, Any], metric: str) -> str:
+    """An inline SVG of each group's value with its 95% interval (no script, no network)."""
+    groups = report["groups"]
+    his = [g[metric]["hi"] for g in groups if math.isfinite(g[metric]["hi"])]
+    top = max(his) if his else 0.0
+    if top <= 0:
+        return "<p>no engagement credited yet</p>"
+    w, row, left = 520, 34, 170
+    scale = (w - left - 20) / top
+    parts = [f'<svg width="{w}" height="{row * len(groups) + 10}" role="img">']
+    for n, g in enumerate(groups):
+        s = g[metric]
+        y = 8 + n * row
+        name = html.escape(f"{g['variant'] or '-'} ({g['model']})")
+        v = s["value"] if math.isfinite(s["value"]) else 0.0
+        lo = max(s["lo"], 0.0) if math.isfinite(s["lo"]) else v
+        hi = s["hi"] if math.isfinite(s["hi"]) else v
+        parts.append(f'<text x="0" y="{y + 15}" font-size="12">{name}</text>')
+        parts.append(
+            f'<rect x="{left}" y="{y}" width="{v * scale:.1f}" height="20" fill="#4c78a8"/>'
+        )
+        parts.append(
+            f'<line x1="{left + lo * scale:.1f}" x2="{left + hi * scale:.1f}" y1="{y + 10}" '
+            f'y2="{y + 10}" stroke="#222" stroke-width="2"/>'
+        )
+        parts.append(
+            f'<text x="{left + hi * scale + 4:.1f}" y="{y + 15}" font-size="11">'
+            f"{_fmt(s['value'])}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any], title: str = "shopsight online report") -> str:
+    """A self-contained HTML page of the report (tables and SVG bars; works offline)."""
+    k = report["k"]
+    esc = html.escape
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(title)}</title><style>body{{font-family:sans-serif;margin:2em;"
+        "max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px "
+        "solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}"
+        "td:first-child,th:first-child{{text-align:left}}.sig{{color:#0a7d32;font-weight:bold}}"
+        "</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f"<p>{report['impressions']:,} impressions served from "
+        f"{esc(report['period']['first_served'])} to {esc(report['period']['last_served'])}; "
+        f"events credited within {report['window_s']:g} s of serving (last touch); "
+        f"engagement = {esc(', '.join(report['engagement']))}; 95% intervals clustered by "
+        "user.</p>",
+        "<table><tr><th>variant</th><th>model</th><th>version</th><th>users</th><th>lists</th>"
+        "<th>impressions</th>"
+        + "".join(f"<th>{esc(_METRIC_LABELS[m].format(k=k))}</th>" for m in METRICS)
+        + "<th>coverage</th><th>novelty (bits)</th></tr>",
+    ]
+    for g in report["groups"]:
+        cells = "".join(
+            f"<td>{_fmt(g[m]['value'])} [{_fmt(g[m]['lo'])}, {_fmt(g[m]['hi'])}]</td>"
+            for m in METRICS
+        )
+        out.append(
+            f"<tr><td>{esc(str(g['variant'] or '-'))}</td><td>{esc(g['model'])}</td>"
+            f"<td>{esc(g['model_version'])}</td><td>{g['users']:,}</td><td>{g['lists']:,}</td>"
+            f"<td>{g['impressions']:,}</td>{cells}<td>{_fmt(g['coverage'], 3)}</td>"
+            f"<td>{_fmt(g['novelty'], 2)}</td></tr>"
+        )
+    out.append("</table>")
+    for m in METRICS:
+        out.append(f"<h2>{esc(_METRIC_LABELS[m].format(k=k))}</h2>{_bars(report, m)}")
+    ab = report.get("ab")
+    if ab:
+        out.append(f"<h2>A/B test against {esc(ab['control'])} ({esc(ab['control_model'])})</h2>")
+        out.append(
+            "<table><tr><th>variant</th><th>metric</th><th>control</th><th>variant value</th>"
+            "<th>lift [95% CI]</th><th>p-value</th><th>users needed per variant</th></tr>"
+        )
+        for c in ab["comparisons"]:
+            for m in METRICS:
+                r = c[m]
+                cls = " class='sig'" if r["significant"] else ""
+                out.append(
+                    f"<tr><td>{esc(c['variant'])}</td><td>{esc(_METRIC_LABELS[m].format(k=k))}"
+                    f"</td><td>{_fmt(r['control'])}</td><td>{_fmt(r['treatment'])}</td>"
+                    f"<td{cls}>{r['lift']:+.1%} [{r['lift_ci'][0]:+.1%}, {r['lift_ci'][1]:+.1%}]"
+                    f"</td><td{cls}>{r['p_value']:.3g}</td>"
+                    f"<td>{_fmt(r['users_needed_per_variant'])}</td></tr>"
+                )
+        out.append("</table>")
+    else:
+        out.append("<p>No A/B test: fewer than two variants were logged.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
