@@ -7,7 +7,11 @@ that the online report finds the better model, with intervals, lift and p-value.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from serving_support import TOKEN, ThreadServer
+from serving_support import TOKEN, free_port, wait_ready
 
 from shopsight.data.store import Store
 from shopsight.evaluation.online import (
@@ -241,29 +245,91 @@ def ab_shop(shop_files: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield {"store": store, "ease": root / "ease", "pop": root / "popularity", "root": root}
 
 
-def test_ab_test_on_the_simulated_shop_finds_the_better_model(
-    ab_shop: dict[str, Path], shop_files: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from shopsight.serving.app import create_app
+def _serve(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shopsight.cli", "serve", *args, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, url
 
-    specs = parse_variants([f"ease={ab_shop['ease']}", f"control={ab_shop['pop']}"], "50/50")
-    app = create_app(ab_shop["store"], ab_shop["ease"], token=TOKEN, variants=specs)
+
+def test_ab_test_on_the_simulated_shop_finds_the_better_model(
+    ab_shop: dict[str, Path], shop_files: Any, tmp_path: Path
+) -> None:
+    """`shopsight serve --variant ... --split 50/50` as a real server, simulated users replayed
+    through the API, then `shopsight online-report --json`: the better model must win."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "SHOPSIGHT_PSEUDONYM_KEY": KEY}
+    env.pop("SHOPSIGHT_API_TOKEN", None)
+    args = [
+        "--store",
+        str(ab_shop["store"]),
+        "--variant",
+        f"ease={ab_shop['ease']}",
+        "--variant",
+        f"control={ab_shop['pop']}",
+        "--split",
+        "50/50",
+        "--token-file",
+        str(token_file),
+    ]
+    proc, url = _serve(args, env)
     sim = ShopSimulator.from_file(shop_files.ground_truth, seed=7)
-    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
-        health = client.get("/health").json()
-        stats = replay(client, sim, sim.humans(), k=10, token=TOKEN)
-        served = client.get("/online/report", headers={"Authorization": f"Bearer {TOKEN}"})
-        page = client.get("/online", headers={"Authorization": f"Bearer {TOKEN}"})
-        assert client.get("/online/report").status_code in (401, 403)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            stats = replay(client, sim, sim.humans(), k=10, token=TOKEN)
+            served = client.get("/online/report", headers=bearer)
+            page = client.get("/online", headers=bearer)
+            unauthorised = client.get("/online/report").status_code
+            again = client.get(f"/recommend/{sim.humans()[0]}").json()  # sticky variant
+            again2 = client.get(f"/recommend/{sim.humans()[0]}").json()
+    finally:
+        proc.terminate()  # a clean shutdown flushes the impression log
+        proc.wait(timeout=30)
+    assert unauthorised in (401, 403)
+    assert again["model_version"] == again2["model_version"]
+    assert stats.lists == len(sim.humans()) and stats.events_stored > 0
     assert served.status_code == 200, served.text
     assert {g["variant"] for g in served.json()["groups"]} == {"ease", "control"}
     assert page.status_code == 200 and "A/B test against control" in page.text
-    assert stats.lists == len(sim.humans()) and stats.events_stored > 0
-    assert health["status"] == "ok"
     with Store(ab_shop["store"]) as st:
         logged = st.arrow("SELECT count(DISTINCT request_id) AS n FROM impressions").to_pylist()
-        assert logged[0]["n"] == stats.lists  # every served list, flushed at shutdown
-        rep = online_report(st, window_s=3600, k=10)
+    assert logged[0]["n"] == stats.lists + 2  # every served list, flushed at shutdown
+    html = tmp_path / "online.html"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shopsight.cli",
+            "online-report",
+            "--store",
+            str(ab_shop["store"]),
+            "--window",
+            "3600",
+            "-k",
+            "10",
+            "--html",
+            str(html),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    rep = json.loads(out.stdout)
+    assert html.read_text().startswith("<!doctype html>")
     groups = {g["variant"]: g for g in rep["groups"]}
     assert set(groups) == {"ease", "control"}
     assert groups["ease"]["model"] == "ease" and groups["control"]["model"] == "popularity"
@@ -279,10 +345,26 @@ def test_ab_test_on_the_simulated_shop_finds_the_better_model(
         f"[{groups['ease']['ctr']['lo']:.4f}, {groups['ease']['ctr']['hi']:.4f}] vs popularity "
         f"{groups['control']['ctr']['value']:.4f} [{groups['control']['ctr']['lo']:.4f}, "
         f"{groups['control']['ctr']['hi']:.4f}]; conversion ease "
-        f"{groups['ease']['conversion']['value']:.4f} vs "
-        f"{groups['control']['conversion']['value']:.4f}; CTR lift {ctr['lift']:+.1%}, "
+        f"{groups['ease']['conversion']['value']:.4f} "
+        f"[{groups['ease']['conversion']['lo']:.4f}, {groups['ease']['conversion']['hi']:.4f}] "
+        f"vs {groups['control']['conversion']['value']:.4f} "
+        f"[{groups['control']['conversion']['lo']:.4f}, "
+        f"{groups['control']['conversion']['hi']:.4f}]; CTR lift {ctr['lift']:+.1%}, "
         f"p = {ctr['p_value']:.2g}, users needed per variant {ctr['users_needed_per_variant']}"
     )
     assert ctr["lift"] > 0 and ctr["significant"] and ctr["p_value"] < 0.01
     assert ab["comparisons"][0]["conversion"]["lift"] > 0
     assert math.isfinite(groups["ease"]["novelty"])
+
+
+def test_serve_rejects_bad_variant_options(ab_shop: dict[str, Path]) -> None:
+    env = {**os.environ, "SHOPSIGHT_PSEUDONYM_KEY": KEY}
+    base = [sys.executable, "-m", "shopsight.cli", "serve", "--store", str(ab_shop["store"])]
+    for extra, msg in [
+        (["--variant", f"a={ab_shop['ease']}"], "at least two variants"),
+        (["--variant", f"a={ab_shop['ease']}", "--variant", "b=/nope"], "not a trained model"),
+        (["--model", str(ab_shop["ease"]), "--split", "50/50"], "--split needs"),
+    ]:
+        out = subprocess.run(base + extra, capture_output=True, text=True, env=env)
+        assert out.returncode == 2 and msg in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr

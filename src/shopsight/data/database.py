@@ -39,7 +39,7 @@ from shopsight.data.formats.generic import (
 from shopsight.data.ingest import FileReport, IngestReport, _safe_cleanup, ingest_staged
 from shopsight.data.staging import FormatError, StagedSource
 from shopsight.data.store import Store, fetch_one
-from shopsight.errors import ShopsightError
+from shopsight.errors import InputError
 
 if TYPE_CHECKING:
     from shopsight.privacy.pseudonym import Pseudonymizer
@@ -52,7 +52,7 @@ _POSTGRES = ("postgresql", "postgres")
 _MYSQL = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
 
 
-class DatabaseError(ShopsightError):
+class DatabaseError(InputError):
     """The database URL, driver or connection is unusable (one line, no secrets)."""
 
 

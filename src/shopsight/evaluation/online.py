@@ -34,7 +34,7 @@ import pyarrow as pa
 from scipy import stats
 
 from shopsight.data.store import Store, fetch_one
-from shopsight.errors import ShopsightError
+from shopsight.errors import DataError
 
 __all__ = ["OnlineReportError", "online_report"]
 
@@ -44,7 +44,7 @@ Z95 = float(stats.norm.ppf(0.975))
 Z80 = float(stats.norm.ppf(0.8))
 
 
-class OnlineReportError(ShopsightError):
+class OnlineReportError(DataError):
     """The store holds nothing the report can be computed from."""
 
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shopsight.errors import ShopsightError
+from shopsight.errors import InputError
 from shopsight.serving.state import Deployment
 
 __all__ = ["Experiment", "VariantSpec", "VariantsError", "load_experiment", "parse_variants"]
 
 
-class VariantsError(ShopsightError):
+class VariantsError(InputError):
     """A malformed --variant / --split."""
 
 
