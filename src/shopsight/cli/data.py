@@ -175,13 +175,24 @@ def generate(
     images: Annotated[
         bool, typer.Option("--images/--no-images", help="Render item images.")
     ] = True,
+    user_range: Annotated[
+        str | None,
+        typer.Option(
+            "--user-range",
+            help="START:END: only these users (whole blocks of block_users), as part files.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate the synthetic demo shop (files in the generic formats + ground truth)."""
+    """Generate the synthetic demo shop (files in the generic formats + ground truth).
+
+    Users stream in blocks (memory: the catalogue and one block); ``--user-range`` writes one
+    worker's part (``events-START-END.csv`` ...) with the same rows a full run gives them."""
     from shopsight.config import load_yaml, parse_overrides
     from shopsight.data.synthetic import ShopConfig, generate_shop
+    from shopsight.errors import InputError
 
     cfg = {**load_yaml(config, "shop"), **parse_overrides(set_)}
     for key, val in (("n_users", users), ("n_items", items), ("days", days), ("seed", seed)):
@@ -189,8 +200,14 @@ def generate(
             cfg[key] = val
     cfg["images"] = images and cfg.get("images", True)
     shop_cfg = ShopConfig.from_dict(cfg)
+    part: tuple[int, int] | None = None
+    if user_range is not None:
+        lo, sep, hi = user_range.partition(":")
+        if not (sep and lo.strip().isdigit() and hi.strip().isdigit()):
+            raise InputError(f"--user-range {user_range!r}: expected START:END (user numbers)")
+        part = (int(lo), int(hi))
     with status("generating the synthetic shop...", as_json):
-        files = generate_shop(out, shop_cfg)
+        files = generate_shop(out, shop_cfg, user_range=part)
     result = {
         "out": str(out),
         "files": [str(p) for p in files.data_files()],
