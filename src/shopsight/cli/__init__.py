@@ -15,6 +15,7 @@ from shopsight.cli import (
     evaluation,
     explain,
     features,
+    live,
     personas,
     prediction,
     privacy,
@@ -45,7 +46,7 @@ def _options(
 for _group in (data, demo, training, features, evaluation, explain, personas):
     app.add_typer(_group.app)
 app.add_typer(prediction.app, name="predict")
-for _group in (privacy, serving):
+for _group in (privacy, serving, live):
     app.add_typer(_group.app)
 
 

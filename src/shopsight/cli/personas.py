@@ -129,9 +129,14 @@ def personas(
         result["png"] = [str(x) for x in export_pngs(report, png)]
     emit(result, as_json)
     if not as_json:
+        missing = [k for k, v in result.get("signals", {}).items() if not v["available"]]
+        if missing:
+            err.print("  not in this data: " + ", ".join(missing), highlight=False)
         for s in result["segments"]:
+            value = f", {s['value_share']:.0%} of value" if s.get("value_share") is not None else ""
+            stab = f" — {s['stability_warning']}" if s.get("stability_warning") else ""
             err.print(
-                f"  {s['id']}: {s['name']} — {s['size']:,} users, {s['value_share']:.0%} of value"
+                f"  {s['id']}: {s['name']} — {s['size']:,} users{value}{stab}", highlight=False
             )
         err.print(f"report -> {report}")
 

@@ -20,6 +20,8 @@ router = APIRouter(tags=["admin"], dependencies=Auth, responses=AUTH_ERRORS)
 def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
     """Load a model folder in the background and swap it in atomically."""
     body = body or S.ReloadIn()
+    if rt.experiment is not None:
+        raise HTTPException(409, "an A/B test is running: restart `serve` with new --variant")
     target = Path(body.model_dir) if body.model_dir else rt.deployment.model_dir
     try:
         is_model = (target / "config.json").is_file()
