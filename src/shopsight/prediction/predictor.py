@@ -162,7 +162,17 @@ class FunnelPredictor:
 
         vocab = Vocab.from_store(store)
         if examples is None:
+            from shopsight.data.support import require_funnel
+
+            require_funnel(store, self.tasks)
             examples, vocab = build_examples(store, vocab, self.example_config)
+        empty = [t for t in self.tasks if t in examples.labels and not examples.labels[t].any()]
+        if empty:
+            raise PredictorError(
+                f"predict: no positive label for {', '.join(empty)}: no impression (a `view`) is "
+                f"followed by a {' / '.join(empty)} event of the same user and item in its "
+                "session or window, so every example would be negative"
+            )
         if self.max_examples is not None and len(examples) > self.max_examples:
             examples = examples.take(np.arange(len(examples) - self.max_examples, len(examples)))
         content, source = item_content(store, vocab, self.content_dim, self.content, self.seed)
@@ -205,7 +215,10 @@ class FunnelPredictor:
             train = train.take(np.flatnonzero(train.labels[self.train_on] > 0))
             valid = valid.take(np.flatnonzero(valid.labels[self.train_on] > 0))
         if len(train) < 2:
-            raise PredictorError(f"too few training examples ({len(train)}) to fit a predictor")
+            raise PredictorError(
+                f"too few training examples ({len(train)}) to fit a predictor: examples are "
+                "`view` impressions labelled by later click / add_to_cart / purchase events"
+            )
         missing = [t for t in self.tasks if t not in train.labels]
         if missing:
             raise PredictorError(f"examples carry no labels for {missing}")

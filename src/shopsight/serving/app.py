@@ -36,11 +36,13 @@ from shopsight.serving.auth import (
     AuthMiddleware,
     read_token,
 )
+from shopsight.serving.impressions import ImpressionLog
 from shopsight.serving.middleware import BodyLimitMiddleware, Metrics, MetricsMiddleware
 from shopsight.serving.routes import include_routers
 from shopsight.serving.routes.personas import mount_dashboard
 from shopsight.serving.runtime import Runtime, store_pseudonymizer
 from shopsight.serving.state import (
+    Deployment,
     ExplainFn,
     ForgetFn,
     LiveState,
@@ -50,6 +52,7 @@ from shopsight.serving.state import (
     load_personas,
     load_predictor,
 )
+from shopsight.serving.variants import VariantSpec, load_experiment
 
 log = logging.getLogger("shopsight.serving")
 
@@ -100,6 +103,8 @@ def create_app(
     personas_loader: Callable[[Path], PersonaBook | None] = load_personas,
     explain_fn: ExplainFn | None = None,
     forget_fn: ForgetFn | None = None,
+    variants: Sequence[VariantSpec] = (),
+    impressions: bool = True,
 ) -> FastAPI:
     """The API over ``store_path`` serving the model in ``model_dir`` (see the module doc).
 
@@ -110,6 +115,8 @@ def create_app(
     known users through an HNSW index instead of exact top-k. ``read_only``: open the store
     read-only (several server processes may share it; ``/events`` and forget answer 409).
     The loaders and functions default to the real stages and can be replaced (tests).
+    ``variants``: an A/B test (``serving/variants.py``); ``model_dir`` is then ignored.
+    ``impressions``: log every served list (``serving/impressions.py``).
     """
     store_path = Path(store_path)
     model_dir = Path(model_dir)
@@ -121,9 +128,11 @@ def create_app(
         raise InputError(f"{model_dir}: not below the models folder {root}")
     store = Store(store_path, read_only=read_only)
     lock = threading.Lock()
-    try:
-        dep = load_deployment(
-            model_dir,
+    experiment = None
+
+    def load(folder: Path) -> Deployment:
+        return load_deployment(
+            folder,
             store,
             lock,
             store_path,
@@ -131,6 +140,13 @@ def create_app(
             predictor_loader=predictor_loader,
             personas_loader=personas_loader,
         )
+
+    try:
+        if variants:
+            experiment = load_experiment(variants, load)
+            dep = experiment.default
+        else:
+            dep = load(model_dir)
     except BaseException:
         store.close()
         raise
@@ -151,14 +167,19 @@ def create_app(
         explain_fn=explain_fn,
         forget_fn=forget_fn,
         pseudonymizer=store_pseudonymizer(store),
+        experiment=experiment,
     )
     rt.publish(dep)
+    if impressions:
+        rt.impressions = ImpressionLog(store, lock, store_path, read_only=read_only)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
         yield
         if rt.reload_thread is not None:
             rt.reload_thread.join(timeout=30)
+        if rt.impressions is not None:
+            rt.impressions.close()
         with rt.store_lock:
             rt.store.close()
 
@@ -232,8 +253,12 @@ def serve_config(
     read_only: bool = False,
     cors_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY,
+    variants: Sequence[VariantSpec] = (),
+    impressions: bool = True,
 ) -> dict[str, Any]:
     return {
+        "variants": [[v.name, str(v.model_dir), v.share] for v in variants],
+        "impressions": impressions,
         "store": str(store),
         "model": str(model),
         "token_file": None if token_file is None else str(token_file),
@@ -259,6 +284,8 @@ def app_from_config(cfg: dict[str, Any]) -> FastAPI:
         read_only=bool(cfg.get("read_only", False)),
         cors_origins=cfg.get("cors_origins") or (),
         max_body_bytes=int(cfg.get("max_body_bytes", DEFAULT_MAX_BODY)),
+        variants=[VariantSpec(n, Path(p), float(w)) for n, p, w in cfg.get("variants") or ()],
+        impressions=bool(cfg.get("impressions", True)),
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, HTTPException, Request
@@ -26,6 +26,7 @@ from fastapi.responses import Response
 from shopsight.data.store import Store
 from shopsight.serving import schemas as S
 from shopsight.serving.auth import AccessPolicy
+from shopsight.serving.impressions import ImpressionLog
 from shopsight.serving.middleware import Metrics
 from shopsight.serving.state import (
     Deployment,
@@ -42,6 +43,9 @@ from shopsight.serving.state import (
     rank_user,
     user_history_for_explain,
 )
+
+if TYPE_CHECKING:
+    from shopsight.serving.variants import Experiment
 
 log = logging.getLogger("shopsight.serving")
 
@@ -87,6 +91,38 @@ class Runtime:
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     reload_thread: threading.Thread | None = None
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+    experiment: Experiment | None = None  # A/B variants (serving/variants.py)
+    impressions: ImpressionLog | None = None  # served-list log (serving/impressions.py)
+
+    def deployment_for(self, user_id: str) -> Deployment:
+        """The deployment that answers this user: their A/B variant's, else the one served."""
+        if self.experiment is None:
+            return self.deployment
+        return self.experiment.deployment_for(self.user_key(user_id))
+
+    def log_served(
+        self,
+        surface: str,
+        user_key: str | None,
+        dep: Deployment,
+        ranked: Ranked,
+        item_ids: np.ndarray | None = None,
+    ) -> None:
+        """Queue a served list for the impression log (a no-op when logging is off).
+
+        ``ranked.items`` index ``item_ids`` (default: the model's item ids)."""
+        if self.impressions is not None:
+            variant = None if self.experiment is None else self.experiment.name_of(dep)
+            self.impressions.add(
+                surface,
+                user_key,
+                variant,
+                dep.model.name,
+                dep.version,
+                ranked.source,
+                dep.artifact.item_ids if item_ids is None else item_ids,
+                ranked.items,
+            )
 
     def publish(self, dep: Deployment) -> None:
         self.deployment = dep  # the atomic swap: one reference assignment
@@ -205,6 +241,7 @@ def recommend_one(
     if with_explain:
         hist = ranked.history or user_history_for_explain(dep, rt.live, key)
         explanations = explain_ranked(rt, dep, ranked, hist)
+    rt.log_served("user", key, dep, ranked)
     return {
         "user_id": user_id,
         "source": ranked.source,

@@ -10,6 +10,7 @@ from shopsight.serving.routes import (
     events,
     health,
     login,
+    online,
     personas,
     predict,
     recommend,
@@ -18,6 +19,17 @@ from shopsight.serving.routes import (
 
 
 def include_routers(app: FastAPI) -> None:
-    for module in (health, recommend, similar, predict, personas, events, admin, login, docs):
+    for module in (
+        health,
+        recommend,
+        similar,
+        predict,
+        personas,
+        events,
+        admin,
+        online,
+        login,
+        docs,
+    ):
         app.include_router(module.router)
     recommend.install_fast_path(app)

@@ -70,6 +70,8 @@ def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
     ``model_dir`` is relative to the models folder (``serve --models-root``, default: the parent
     of ``--model``); a path leading outside it, by ``..`` or by a link, is refused (422)."""
     body = body or S.ReloadIn()
+    if rt.experiment is not None:
+        raise HTTPException(409, "an A/B test is running: restart `serve` with new --variant")
     target = _model_folder(rt, body.model_dir)
     with rt.reload_lock:
         if rt.reload.state == "loading":

@@ -51,7 +51,7 @@ async def recommend_user(
     """Top-k for a user; filters are applied before top-k. Unknown users get the model's
     cold-start ranking (``source: fallback``); users with live events get fold-in."""
     rt = get_runtime(request)
-    dep = rt.deployment
+    dep = rt.deployment_for(user_id)
     allowed = dep.catalogue.allowed(category, price_max)
     if explain:
         return json_response(
@@ -80,6 +80,7 @@ def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
         if body.explain:
             assert ranked.history is not None
             expl = explain_ranked(rt, dep, ranked, ranked.history)
+        rt.log_served("session", None, dep, ranked)
         rec = {
             "user_id": None,
             "source": ranked.source,
@@ -89,13 +90,18 @@ def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
         return json_response({"results": [rec]})
     assert body.user_ids is not None
     return json_response(
-        {
-            "results": [
-                recommend_one(rt, dep, u, body.k, body.exclude_seen, allowed, body.explain)
-                for u in body.user_ids
-            ]
-        }
+        {"results": [_recommend_variant(rt, u, body, dep, allowed) for u in body.user_ids]}
     )
+
+
+def _recommend_variant(
+    rt: Runtime, user_id: str, body: S.RecommendIn, dep: Any, allowed: Any
+) -> dict[str, Any]:
+    """One user of a batch, from their A/B variant's deployment when it is not ``dep``."""
+    mine = rt.deployment_for(user_id)
+    if mine is not dep:
+        dep, allowed = mine, mine.catalogue.allowed(body.category, body.price_max)
+    return recommend_one(rt, dep, user_id, body.k, body.exclude_seen, allowed, body.explain)
 
 
 class _RecommendQuery(BaseModel):
@@ -138,7 +144,7 @@ class _FastRecommend:
             await self.documented.handle(scope, receive, send)
             return
         rt: Runtime = scope["app"].state.runtime
-        dep = rt.deployment
+        dep = rt.deployment_for(q.user_id)
         allowed = dep.catalogue.allowed(q.category, q.price_max)
         body = recommend_one(rt, dep, q.user_id, q.k, q.exclude_seen, allowed, False)
         await json_response(body)(scope, receive, send)

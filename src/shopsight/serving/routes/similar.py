@@ -43,6 +43,7 @@ def similar(
             ) from None
         ok = np.isfinite(vals[0])
         ranked = Ranked(idx[0][ok], vals[0][ok], "model")
+        rt.log_served("similar", None, dep, ranked)
         return S.SimilarOut.model_validate(
             {
                 "item_id": item_id,
@@ -68,6 +69,14 @@ def similar(
         found = content.similar(item_id, modality, k)
     except LookupError as exc:
         raise HTTPException(409, f"modality {modality}: {exc}") from None
+    ids = np.array([f["item_id"] for f in found], dtype=object)
+    rt.log_served(
+        "similar",
+        None,
+        dep,
+        Ranked(np.arange(len(ids)), np.zeros(len(ids), np.float32), modality),
+        ids,
+    )
     cat = dep.catalogue
     items = []
     for f in found:
