@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from serving_support import TOKEN, Shop, ThreadServer, auth, copy_store, free_po
 
 from shopsight.data.store import Store
 from shopsight.serving.app import create_app
+from shopsight.serving.auth import AccessPolicy
 
 READ_TOKEN = "read-only-token-fedcba9876543210"
 
@@ -208,6 +210,14 @@ def test_dashboard_in_a_browser_signs_in_with_a_session_cookie(secured: Secured)
         # the cookie opens reads only: no writes, no admin, no POST of any kind
         assert c.post("/recommend", json={"user_ids": ["u1"]}).status_code == 401
         assert c.get("/admin/reload").status_code == 401
+    # an expired session, or one whose expiry was moved, is refused
+    policy = AccessPolicy(admin_token=TOKEN, read_token=READ_TOKEN)
+    old = policy.session_cookie(READ_TOKEN, now=time.time() - 13 * 3600)
+    assert old is not None
+    stamp, mac = old.split(".")
+    for value in (old, f"{int(stamp) + 2 * 86400}.{mac}"):
+        r = httpx.get(secured.url + "/dashboard", cookies={"shopsight_session": value})
+        assert r.status_code == 401, value
     # a sign-in never redirects to another site
     away = httpx.post(secured.url + "/login", data={"token": READ_TOKEN, "next": "//evil.example"})
     assert away.headers["location"] == "/dashboard"

@@ -12,8 +12,8 @@ time (``hmac.compare_digest``).
 - :class:`AuthMiddleware` decides from the path and headers alone, before the route runs, so an
   unauthenticated request is refused before its body is read or parsed.
 - Browsers (the dashboard, ``/docs``) sign in at ``/login`` with a token and get a session
-  cookie: ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS, holding an HMAC of the token
-  (not the token). The cookie is accepted only for ``GET``/``HEAD`` of read routes, so a forged
+  cookie: ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over HTTPS, holding its expiry (12 h)
+  and an HMAC of it keyed by the token (not the token; checked on every request). The cookie is accepted only for ``GET``/``HEAD`` of read routes, so a forged
   cross-site form can neither write nor reach admin. Tokens never go in URLs (they end up in
   logs and ``Referer`` headers).
 """
@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -76,8 +77,9 @@ def required_level(method: str, path: str) -> Level:
     return "read"
 
 
-def _session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"shopsight-session-v1", hashlib.sha256).hexdigest()
+def _session_mac(token: str, expires: int) -> str:
+    msg = f"shopsight-session-v1:{expires}".encode()
+    return hmac.new(token.encode(), msg, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -111,17 +113,25 @@ class AccessPolicy:
                 found = level
         return found
 
-    def session_level(self, cookie: str) -> Level | None:
-        given = cookie.encode()
+    def session_level(self, cookie: str, now: float | None = None) -> Level | None:
+        """The level of a session cookie ``<expiry>.<HMAC>``; None when forged or expired."""
+        stamp, _, mac = cookie.partition(".")
+        if not stamp.isdigit() or int(stamp) < (time.time() if now is None else now):
+            return None
+        given = mac.encode()
         found: Level | None = None
         for t, level in self._tokens():
-            if hmac.compare_digest(given, _session_value(t).encode()):
+            if hmac.compare_digest(given, _session_mac(t, int(stamp)).encode()):
                 found = level
         return found
 
-    def session_cookie(self, token: str) -> str | None:
-        """The cookie value for a token that signs in (None for a wrong token)."""
-        return _session_value(token) if self.token_level(token) is not None else None
+    def session_cookie(self, token: str, now: float | None = None) -> str | None:
+        """The cookie value for a token that signs in (None for a wrong token): its expiry time
+        and an HMAC of it keyed by the token, so the server needs no session store."""
+        if self.token_level(token) is None:
+            return None
+        expires = int(time.time() if now is None else now) + SESSION_MAX_AGE_S
+        return f"{expires}.{_session_mac(token, expires)}"
 
 
 def check_token(policy: AccessPolicy, creds: HTTPAuthorizationCredentials | None) -> None:
