@@ -368,3 +368,16 @@ def test_serve_rejects_bad_variant_options(ab_shop: dict[str, Path]) -> None:
         out = subprocess.run(base + extra, capture_output=True, text=True, env=env)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_online_report_without_engagement_says_so(tmp_path: Path) -> None:
+    t = datetime(2026, 1, 1, 12, 0, 0)
+    imps = [
+        ("r1", t, _pz("u1"), "a", "ease", "i1", 1),
+        ("r2", t, _pz("u2"), "b", "popularity", "i2", 1),
+    ]
+    with _store_with(tmp_path, imps, []) as st:
+        rep = online_report(st, pseudonymize=_pz)
+    assert rep["notes"] and "no click/add_to_cart/purchase" in rep["notes"][0]
+    for m in ("ctr", "conversion", "revenue_per_impression"):
+        assert "undefined" in rep["ab"]["comparisons"][0][m]
