@@ -148,10 +148,11 @@ def _store_with(
     st.conn.executemany(
         "INSERT INTO impressions VALUES (?, ?, ?, 'user', ?, ?, 'v1', 'model', ?, ?)", imps
     )
-    st.conn.executemany(
-        "INSERT INTO events VALUES (hash(?), ?, ?, ?, ?, false, NULL, NULL, ?, 'api', 1)",
-        [(str(e), *e) for e in events],
-    )
+    if events:
+        st.conn.executemany(
+            "INSERT INTO events VALUES (hash(?), ?, ?, ?, ?, false, NULL, NULL, ?, 'api', 1)",
+            [(str(e), *e) for e in events],
+        )
     st.conn.execute(
         "INSERT INTO items (item_id, item_key, source, line) "
         "SELECT 'i' || x, x, 't', x FROM range(10) t(x)"
