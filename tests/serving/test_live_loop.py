@@ -382,3 +382,15 @@ def test_online_report_without_engagement_says_so(tmp_path: Path) -> None:
     assert rep["notes"] and "no click/add_to_cart/purchase" in rep["notes"][0]
     for m in ("ctr", "conversion", "revenue_per_impression"):
         assert "undefined" in rep["ab"]["comparisons"][0][m]
+
+
+def test_forget_removes_a_users_impressions(tmp_path: Path) -> None:
+    from shopsight.privacy.forget import forget_user
+
+    t = datetime(2026, 1, 1, 12, 0, 0)
+    imps = [("r1", t, _pz("u1"), "a", "ease", "i1", 1), ("r2", t, _pz("u2"), "a", "ease", "i1", 1)]
+    events = [("u1", "i1", "click", t + timedelta(minutes=1), None)]
+    with _store_with(tmp_path, imps, events) as st:
+        forget_user(st, "u1", rewrite=False)
+        left = st.arrow("SELECT user_id FROM impressions").column("user_id").to_pylist()
+    assert left == [_pz("u2")]
