@@ -293,8 +293,8 @@ def test_ab_test_on_the_simulated_shop_finds_the_better_model(
             served = client.get("/online/report", headers=bearer)
             page = client.get("/online", headers=bearer)
             unauthorised = client.get("/online/report").status_code
-            again = client.get(f"/recommend/{sim.humans()[0]}").json()  # sticky variant
-            again2 = client.get(f"/recommend/{sim.humans()[0]}").json()
+            again = client.get(f"/recommend/{sim.humans()[0]}", headers=bearer).json()  # sticky
+            again2 = client.get(f"/recommend/{sim.humans()[0]}", headers=bearer).json()
     finally:
         proc.terminate()  # a clean shutdown flushes the impression log
         proc.wait(timeout=30)

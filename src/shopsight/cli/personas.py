@@ -102,8 +102,15 @@ def personas(
     )
     artifact = _model_artifact(model_dir)
     predictor = load_predictor(model_dir)
-    say = (lambda _m: None) if as_json else (lambda m: err.print(m, highlight=False))
-    with Store(store, read_only=True) as st:
+    from shopsight.progress import task
+
+    with Store(store, read_only=True) as st, task("personas") as bar:
+
+        def say(msg: str) -> None:
+            bar.update(info=msg)
+            if not as_json:
+                err.print(msg, highlight=False)
+
         p = build_personas(
             st,
             segment_config=scfg,
@@ -113,7 +120,8 @@ def personas(
             use_features=features,
             progress=say,
         )
-    report = write_report(p, out, n_user_pages=user_pages, seed=seed)
+        bar.update(info="report")
+        report = write_report(p, out, n_user_pages=user_pages, seed=seed)
     result: dict[str, Any] = {"report": str(report), **p.summary()}
     if save is not None:
         result["saved"] = str(p.save(save))

@@ -592,10 +592,15 @@ def ingest_files(
 
     ``pseudonymizer``: store keyed pseudonyms instead of raw user ids (see :func:`ingest_file`).
     """
+    from shopsight.progress import task
+
     report = IngestReport()
-    for p in paths:
-        fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
-        report.files.append(fr)
-        if progress is not None:
-            progress(fr)
+    with task("ingest", total=len(paths)) as bar:
+        for p in paths:
+            bar.update(info=Path(p).name)
+            fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
+            report.files.append(fr)
+            bar.advance(1, info=f"{Path(p).name}: {fr.stored:,} stored")
+            if progress is not None:
+                progress(fr)
     return report
