@@ -40,6 +40,27 @@ def test_docs_pages_reference_only_local_assets(served: str) -> None:
     assert len(js.content) > 500_000  # the Swagger UI bundle itself, not a stub
 
 
+def test_every_operation_is_described_with_a_typed_answer(served: str) -> None:
+    spec = httpx.get(served + "/openapi.json", headers=auth()).json()
+    untyped_ok = {("get", "/metrics"), ("get", "/online")}  # Prometheus text, an HTML page
+    seen = 0
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            seen += 1
+            assert op.get("description"), (method, path)
+            if (method, path) in untyped_ok:
+                continue
+            for code, resp in op["responses"].items():
+                if not code.startswith("2"):
+                    continue
+                schema = resp["content"]["application/json"]["schema"]
+                assert "$ref" in schema, (method, path, code, schema)
+                name = schema["$ref"].rsplit("/", 1)[1]
+                model = spec["components"]["schemas"][name]
+                assert model.get("properties"), (method, path, name)
+    assert seen >= 15
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():

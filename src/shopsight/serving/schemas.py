@@ -274,3 +274,24 @@ class ForgetOut(BaseModel):
         description="The erasure report of shopsight.privacy.forget (rows per table, files "
         "rewritten, model folders folded, audit row)."
     )
+
+
+class OnlineReportOut(BaseModel):
+    """What this server served and what followed (see docs/online.md)."""
+
+    model_config = ConfigDict(extra="allow")
+    window_s: float = Field(description="Seconds after serving an event is credited.")
+    k: int = Field(description="Positions counted for CTR@k.")
+    engagement: list[str] = Field(description="Event types that count as engagement.")
+    surfaces: list[str] = Field(description="Surfaces (request kinds) included.")
+    impressions: int = Field(description="Impressions (items shown) in the log.")
+    period: dict[str, str] = Field(description="First and last serving time.")
+    catalogue_items: int
+    groups: list[dict[str, Any]] = Field(
+        description="Per model version and A/B variant: users, lists, CTR@k, conversion, "
+        "revenue per impression, coverage, novelty, each with a 95% interval."
+    )
+    notes: list[str] = Field(description="What the data cannot support yet, one line each.")
+    ab: dict[str, Any] | None = Field(
+        default=None, description="The A/B comparison: lift, interval, p-value, users needed."
+    )

@@ -61,7 +61,11 @@ def _model_folder(rt: Runtime, given: str | None) -> Path:
     status_code=202,
     responses={
         **links(202, status=("reload_status", {})),
-        **links(200, status=("reload_status", {})),
+        200: {
+            "model": S.ReloadOut,
+            "description": "The reload finished (with `wait`).",
+            **links(200, status=("reload_status", {}))[200],
+        },
     },
 )
 def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
