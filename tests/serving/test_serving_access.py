@@ -309,3 +309,48 @@ def test_control_characters_in_ids_are_refused(secured: Secured, bad: str) -> No
         assert c.post("/events", json=ev).status_code == 422
         # nothing was stored: the user has no live state and no stored history
         assert c.get("/recommend/ok-user").json()["source"] == "fallback"
+
+
+def test_standalone_dashboard_needs_the_token_too(secured: Secured, tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).with_name("shopsight"))
+    personas = secured.models / "current" / "personas"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOPSIGHT_API")}
+    wide = subprocess.run(
+        [exe, "dashboard", "--personas", str(personas), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert wide.returncode == 2 and "--token-file" in wide.stderr, wide.stderr
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    cmd = [exe, "dashboard", "--personas", str(personas), "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--token-file", str(tmp_path / "token")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                if httpx.get(url + "/login").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert httpx.get(url + "/dashboard/api/map").status_code == 401
+        page = httpx.get(url + "/dashboard", headers={"Accept": "text/html"})
+        assert page.status_code == 303 and page.headers["location"].startswith("/login")
+        assert httpx.get(url + "/dashboard/api/segments", headers=auth()).status_code == 200
+        ok = httpx.post(url + "/login", data={"token": TOKEN, "next": "/dashboard"})
+        jar = {"shopsight_session": ok.cookies["shopsight_session"]}
+        assert httpx.get(url + "/dashboard", cookies=jar).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -195,6 +195,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = rt
+    app.state.access_policy = policy
     _install_errors(app)
     include_routers(app)
     mount_dashboard(app, dep.personas)

@@ -11,11 +11,16 @@ import html
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from shopsight.serving.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, safe_next
-from shopsight.serving.runtime import get_runtime
+from shopsight.serving.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    AccessPolicy,
+    AuthMiddleware,
+    safe_next,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -54,7 +59,7 @@ async def login(request: Request) -> Response:
             return _page("/dashboard", "The form is too large.", 413)
     form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     target = safe_next(form.get("next"))
-    policy = get_runtime(request).policy
+    policy: AccessPolicy = request.app.state.access_policy
     if not policy.enabled:
         return RedirectResponse(target, status_code=303)
     cookie = policy.session_cookie(form.get("token", "").strip())
@@ -78,3 +83,11 @@ def logout() -> Response:
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return resp
+
+
+def protect(app: FastAPI, policy: AccessPolicy) -> None:
+    """Put ``app`` behind ``policy``: the sign-in pages and the middleware that checks every
+    request (for apps other than the API, e.g. the stand-alone personas dashboard)."""
+    app.state.access_policy = policy
+    app.include_router(router)
+    app.add_middleware(AuthMiddleware, policy=policy)
