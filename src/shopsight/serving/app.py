@@ -762,22 +762,29 @@ def _routes(app: FastAPI) -> None:
         if rt.read_only:
             raise HTTPException(409, "the store is open read-only: cannot forget users")
         fn = rt.forget_fn
-        if fn is None:
-            try:
-                from shopsight.privacy.forget import forget_user  # type: ignore[import-not-found]
-            except ImportError:
-                raise HTTPException(
-                    501, "forget is not available: shopsight.privacy.forget is missing"
-                ) from None
-            fn = forget_user
-        from shopsight.features.pipeline import features_dir
-
         try:
             with rt.store_lock:
-                report = fn(rt.store, user_id, feature_cache=features_dir(rt.store_path))
+                if fn is not None:
+                    from shopsight.features.pipeline import features_dir
+
+                    report = fn(rt.store, user_id, feature_cache=features_dir(rt.store_path))
+                else:
+                    from shopsight.privacy.forget import forget_served
+
+                    # The store, cache, spool and the served model folder (personas included),
+                    # persisted: a restart does not bring the user back.
+                    report = forget_served(
+                        rt.store,
+                        user_id,
+                        store_path=rt.store_path,
+                        model_dirs=[rt.deployment.model_dir],
+                    )
         except ValueError as exc:
             raise HTTPException(409, f"cannot forget {user_id!r}: {exc}") from None
         dropped = rt.live.forget(rt.user_key(user_id))
+        if fn is None:
+            # Serve the folded-out model now (its user map and personas no longer hold them).
+            _do_reload(rt, rt.deployment.model_dir)
         return {"forgotten": True, "live_state_dropped": dropped, "report": _jsonable(report)}
 
 
