@@ -253,14 +253,25 @@ _REASON_ID = re.compile(r"^[a-z_]*user_id: (.*?) (already stored|repeated) with 
 
 
 def _text_hits(
-    store: Store, name: str, cols: list[str], ids: list[str], json_only: bool
+    store: Store,
+    name: str,
+    cols: list[str],
+    ids: list[str],
+    json_only: bool,
+    has_target: bool = False,
 ) -> Iterator[tuple[int, str, str]]:
-    """(rowid, column, text) of text cells that may name an id (a cheap ``contains`` filter)."""
+    """(rowid, column, text) of text cells that may name an id (a cheap ``contains`` filter).
+
+    In a table of raw records with a ``target`` (quarantine), records meant for a table that
+    holds no user (``items``) cannot name one: an item ``414`` is not user ``414``.
+    """
     if not cols:
         return
     for c in cols:
         needles = [json.dumps(i) for i in ids] if json_only else ids
         cond = " OR ".join(f"contains({_q(c)}, ?)" for _ in needles)
+        if has_target:
+            cond = f"({cond}) AND target IN ('events', 'reviews', 'users')"
         rows = store.conn.execute(
             f"SELECT rowid, {_q(c)} FROM {name} WHERE {cond}", needles
         ).fetchall()
@@ -294,9 +305,10 @@ def _forget_in_store(store: Store, ids: list[str]) -> dict[str, int]:
                 conn, f"DELETE FROM {name} WHERE {conds}", [i for _ in user_cols for i in ids]
             )
             n += int(row[0]) if row else 0
+        has_target = any(c == "target" for c, _ in cols)
         doomed = {
             rowid
-            for rowid, c, text in _text_hits(store, name, raw_cols, ids, False)
+            for rowid, c, text in _text_hits(store, name, raw_cols, ids, False, has_target)
             if _raw_cell_names(c, text, wanted)
         }
         for rowid in sorted(doomed):
@@ -333,7 +345,8 @@ def residual_matches(store: Store, ids: Sequence[str]) -> dict[str, int]:
             )
             if row and row[0]:
                 out[f"{tab}.{c}"] = int(row[0])
-        for _, c, text in _text_hits(store, name, raw_cols, list(ids), False):
+        has_target = any(c == "target" for c, _ in cols)
+        for _, c, text in _text_hits(store, name, raw_cols, list(ids), False, has_target):
             if _raw_cell_names(c, text, wanted):
                 out[f"{tab}.{c}"] = out.get(f"{tab}.{c}", 0) + 1
         for _, c, text in _text_hits(store, name, other, list(ids), True):
