@@ -69,6 +69,7 @@ import pyarrow as pa
 
 from shopsight.data import schema
 from shopsight.data.store import Store, StoreError
+from shopsight.errors import InputError
 
 CLEAN_SUFFIX: Final[str] = "_clean"
 LOG_TABLE: Final[str] = "cleaning_log"
@@ -100,7 +101,7 @@ def clean_name(table: str) -> str:
     return f"{table}{CLEAN_SUFFIX}"
 
 
-class CleanConfigError(ValueError):
+class CleanConfigError(InputError):
     """An invalid cleaning setting (one-line message naming the field)."""
 
 

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from shopsight.data import schema
 from shopsight.data.clean import clean_name, has_clean_tables, ingest_order_sql
+from shopsight.errors import DataError
 
 if TYPE_CHECKING:
     from shopsight.data.split import Split
@@ -90,7 +91,7 @@ REVIEW_SCHEMA: Final[pa.Schema] = pa.schema(
 )
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset cannot be built or used as asked (one-line message)."""
 
 

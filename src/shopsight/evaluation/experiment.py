@@ -37,6 +37,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy import stats
 
+from shopsight.config import parse_overrides, read_mapping
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 
 
-class ExperimentError(ValueError):
+class ExperimentError(InputError):
     """An experiment cannot run as asked (one-line message)."""
 
 
@@ -96,32 +98,11 @@ def model_class(name: str) -> type[Recommender]:
     return get_model_class(name)
 
 
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def read_model_config(path: str | Path) -> ModelSpec:
     """A model config file (``{model: NAME, params: {...}}``, as written by ``tune``)."""
     p = Path(path)
-    if not p.exists():
-        raise ExperimentError(f"{p}: no such model config")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
-        else:
-            import yaml
-
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except Exception as exc:
-        raise ExperimentError(
-            f"{p}: cannot read model config: {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(data, Mapping) or not isinstance(data.get("model"), str):
+    data = read_mapping(p, "model config", ExperimentError)
+    if not isinstance(data.get("model"), str):
         raise ExperimentError(
             f"{p}: expected a mapping with 'model' (a registry name) and 'params'"
         )
@@ -146,14 +127,7 @@ def parse_model_spec(spec: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
     if text.lower().endswith((".yaml", ".yml", ".json")):
         return read_model_config(text)
     name, _, rest = text.partition(":")
-    params: dict[str, Any] = {}
-    for part in rest.split(","):
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise ExperimentError(f"model spec {text!r}: expected name:key=value,key=value")
-        params[key.strip()] = _parse_value(value.strip())
+    params = parse_overrides(rest.split(","), f"model spec {text!r}:", error=ExperimentError)
     if not name:
         raise ExperimentError(f"model spec {text!r}: empty model name")
     return ModelSpec(name.strip(), params)

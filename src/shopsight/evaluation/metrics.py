@@ -49,6 +49,8 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from shopsight.errors import InputError
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -82,7 +84,7 @@ ALIASES: Final[dict[str, str]] = {
 }
 
 
-class MetricError(ValueError):
+class MetricError(InputError):
     """A metric name or its inputs are invalid (one-line message)."""
 
 

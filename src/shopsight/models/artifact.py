@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shopsight.errors import MissingFileError
 from shopsight.models.base import Recommender
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def save_artifact(
 def load_artifact(path: str | Path) -> ModelArtifact:
     d = Path(path)
     if not (d / "config.json").exists():
-        raise FileNotFoundError(f"{d}: not a trained model folder (no config.json)")
+        raise MissingFileError(f"{d}: not a trained model folder (no config.json)")
     model = Recommender.load(d)
     users = pq.read_table(d / "users.parquet").column("user_id").to_numpy(zero_copy_only=False)
     items = pq.read_table(d / "items.parquet").column("item_id").to_numpy(zero_copy_only=False)

@@ -1,4 +1,4 @@
-"""CLI commands of shopsight.privacy (registered on the main app by shopsight.cli).
+"""Privacy commands.
 
 - ``shopsight forget USER --store PATH [--feature-cache DIR] [--path P ...]``
 - ``shopsight pseudonymize --store PATH`` (convert a raw-id store), ``--id RAW`` (print
@@ -14,22 +14,20 @@ from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import (
+from shopsight.cli._common import (
     JsonOpt,
     StoreOpt,
-    UsageProblem,
-    app,
     emit,
     err,
     friendly_errors,
+    group,
+    read_lines,
+    require_file,
 )
-from shopsight.data.store import DEFAULT_STORE, Store, StoreError
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import DataError, InputError
 
-
-def _existing(store: Path) -> Path:
-    if not store.exists():
-        raise StoreError(f"{store}: no such store")
-    return store
+app = group()
 
 
 @app.command()
@@ -55,9 +53,8 @@ def forget(
         default = store.with_name(store.name + ".features")
         cache = default if default.exists() else None
     for p in path or []:
-        if not p.exists():
-            raise UsageProblem(f"{p}: no such file or folder")
-    with Store(_existing(store)) as st:
+        require_file(p, "file or folder")
+    with Store(store, create=False) as st:
         report = forget_users(st, user, feature_cache=cache, extra_paths=list(path or []))
     emit(report, as_json)
     if not as_json:
@@ -109,20 +106,19 @@ def pseudonymize(
     from shopsight.privacy.pseudonym import Pseudonymizer, load_key
 
     if store is None and not id_ and not recover:
-        raise UsageProblem("pseudonymize: give --store, --id or --recover")
+        raise InputError("pseudonymize: give --store, --id or --recover")
     if recover and candidates is None:
-        raise UsageProblem("--recover: needs --candidates FILE (the shop's own raw ids)")
+        raise InputError("--recover: needs --candidates FILE (the shop's own raw ids)")
     pz = Pseudonymizer(load_key(key_file, create=store is not None or bool(id_)))
     result: dict[str, Any] = {"key_id": pz.key_id}
     if id_:
         result["pseudonyms"] = {r: pz(r) for r in id_}
     if recover:
         assert candidates is not None
-        lines = candidates.read_text(encoding="utf-8").splitlines()
-        found = pz.recover(recover, (x.strip() for x in lines if x.strip()))
+        found = pz.recover(recover, read_lines(candidates))
         result["recovered"] = {p: found.get(p) for p in recover}
     if store is not None:
-        with Store(_existing(store)) as st:
+        with Store(store, create=False) as st:
             result["store"] = pseudonymize_store(st, pz)
     emit(result, as_json)
     if not as_json:
@@ -152,7 +148,7 @@ def export(
     left out (the default for everything leaving the store)."""
     from shopsight.privacy.exports import export_table
 
-    with Store(_existing(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         result = export_table(st, table, out, raw_ids=raw_ids, include_text=include_text)
     emit(result, as_json)
     if not as_json:
@@ -196,11 +192,11 @@ def dp_train(
     model = DPBPR.from_config(
         dp, factors=factors, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
     )
-    with Store(_existing(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
         fingerprint = st.fingerprint()
     if len(ds) == 0:
-        raise UsageProblem(f"{store}: no interactions to train on")
+        raise DataError(f"{store}: no interactions to train on")
     model.fit(ds)
     save_artifact(model, ds, out, seed=seed, store_fingerprint=fingerprint)
     result = {"model": model.name, "out": str(out), "privacy": model.privacy_}
