@@ -92,6 +92,10 @@ def ingest(
             "",
         )
         err.print(table)
+        from shopsight.data.ingest import derived_lines
+
+        for line in derived_lines(report):
+            err.print(line, highlight=False)
     for f in report.files:
         if f.error:
             error(f.error)

@@ -28,6 +28,14 @@ def evaluate(
         str | None, typer.Option(help="Model for the paired significance test.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write .md, .csv or .json.")] = None,
+    dataset_name: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset-name",
+            help="Name of the dataset (e.g. MovieLens-100K) when its files are not recognised: "
+            "published figures are shown beside ours only on the same dataset.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run several models on one protocol: mean, std and a paired test against a baseline."""
@@ -49,6 +57,7 @@ def evaluate(
         baseline=baseline,
         out=out,
         progress=progress,
+        dataset_name=dataset_name,
     )
     emit(result, as_json)
     if not as_json:
