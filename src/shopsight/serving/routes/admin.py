@@ -129,15 +129,15 @@ def forget(rt: RT, user_id: UserP) -> dict[str, Any]:
 
                 # Store, feature cache, spool and the served model folder (personas included),
                 # persisted: a restart does not bring the user back.
-                report = forget_served(
-                    rt.store,
-                    user_id,
-                    store_path=rt.store_path,
-                    model_dirs=[rt.deployment.model_dir],
-                )
+                dirs = [rt.deployment.model_dir]
+                if rt.experiment is not None:  # every A/B variant's folder too
+                    dirs += [d.model_dir for d in rt.experiment.deployments.values()]
+                report = forget_served(rt.store, user_id, store_path=rt.store_path, model_dirs=dirs)
     except ValueError as exc:
         raise HTTPException(409, f"cannot forget {user_id!r}: {exc}") from None
     dropped = rt.live.forget(rt.user_key(user_id))
-    if fn is None:
-        do_reload(rt, rt.deployment.model_dir)  # serve the folded-out model and personas now
+    if fn is None and rt.experiment is None:
+        # Serve the folded-out model and personas now (variants: the live-state mark above
+        # keeps the user off their vectors until restart, which reads the folded-out folders).
+        do_reload(rt, rt.deployment.model_dir)
     return {"forgotten": True, "live_state_dropped": dropped, "report": jsonable(report)}
