@@ -118,6 +118,8 @@ def forget(rt: RT, user_id: UserP) -> dict[str, Any]:
     if rt.read_only:
         raise HTTPException(409, "the store is open read-only: cannot forget users")
     fn = rt.forget_fn
+    if rt.impressions is not None:
+        rt.impressions.flush()  # lists already served to them are in the store before it is
     try:
         with rt.store_lock:
             if fn is not None:  # a replacement (tests)
