@@ -146,7 +146,10 @@ def dp_train(
         "model"
     ),
     dp_epsilon: Annotated[
-        float | None, typer.Option("--dp-epsilon", help="Target epsilon (omit: not private).")
+        float | None,
+        typer.Option(
+            "--dp-epsilon", help="Target epsilon (default 4; --no-dp trains without privacy)."
+        ),
     ] = 4.0,
     dp_delta: Annotated[
         float | None, typer.Option("--dp-delta", help="Target delta (default 1/(10 n)).")
