@@ -1,0 +1,282 @@
+"""What every route shares: the :class:`Runtime` (one per app) and the helpers that answer from it.
+
+The store has one connection, guarded by ``store_lock``, used by events, predictions, reloads
+and forget requests. Which model version answers is decided once per request (one reference
+read of ``Runtime.deployment``): a reload builds the new
+:class:`~shopsight.serving.state.Deployment` completely in a background thread and then
+replaces that reference, so no request sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from shopsight.data.store import Store
+from shopsight.serving import schemas as S
+from shopsight.serving.middleware import Metrics
+from shopsight.serving.state import (
+    Deployment,
+    ExplainFn,
+    ForgetFn,
+    LiveState,
+    PersonaBook,
+    Predictor,
+    Ranked,
+    event_key,
+    event_weight,
+    load_deployment,
+    load_user_history,
+    rank_user,
+    user_history_for_explain,
+)
+
+log = logging.getLogger("shopsight.serving")
+
+
+@dataclass
+class ReloadStatus:
+    state: Literal["idle", "loading", "done", "failed"] = "idle"
+    model_dir: str | None = None
+    version: str | None = None
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Runtime:
+    """Everything the endpoints share; one per app."""
+
+    store_path: Path
+    store: Store
+    store_lock: threading.Lock
+    deployment: Deployment
+    live: LiveState
+    metrics: Metrics
+    token: str | None
+    read_only: bool
+    ann: bool
+    predictor_loader: Callable[[Path], Predictor | None]
+    personas_loader: Callable[[Path], PersonaBook | None]
+    explain_fn: ExplainFn | None
+    forget_fn: ForgetFn | None
+    pseudonymizer: Callable[[str], str] | None = None
+    started: float = field(default_factory=time.time)
+    reload: ReloadStatus = field(default_factory=ReloadStatus)
+    reload_lock: threading.Lock = field(default_factory=threading.Lock)
+    reload_thread: threading.Thread | None = None
+    _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def publish(self, dep: Deployment) -> None:
+        self.deployment = dep  # the atomic swap: one reference assignment
+        self.metrics.set_model(dep.model.name, dep.version)
+
+    def user_key(self, user_id: str) -> str:
+        """The id the store and model know a user by (its pseudonym in a pseudonymised store)."""
+        if self.pseudonymizer is None:
+            return user_id
+        from shopsight.privacy.pseudonym import is_pseudonym
+
+        return user_id if is_pseudonym(user_id) else self.pseudonymizer(user_id)
+
+    def content_for_explain(self, dep: Deployment) -> dict[str, np.ndarray] | None:
+        if dep.content is None:
+            return None
+        key = (dep.version, "explain_content")
+        if key not in self._cache:
+            self._cache.clear()
+            self._cache[key] = dep.content.aligned(dep.artifact.item_ids)
+        value: dict[str, np.ndarray] = self._cache[key]
+        return value
+
+
+def get_runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RT = Annotated[Runtime, Depends(get_runtime)]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": S.ErrorOut} for c in (400, 404, 409, 413, 422)
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    401: {"model": S.ErrorOut},
+    403: {"model": S.ErrorOut},
+}
+
+
+def json_response(obj: Any, status_code: int = 200) -> Response:
+    return Response(json.dumps(obj), status_code=status_code, media_type="application/json")
+
+
+def jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def items_out(
+    dep: Deployment, ranked: Ranked, explanations: dict[int, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Plain dicts (the hot path skips building pydantic objects; the schema documents them)."""
+    cat = dep.catalogue
+    ids = dep.artifact.item_ids
+    out = []
+    for i, s in zip(ranked.items.tolist(), ranked.scores.tolist(), strict=True):
+        price = cat.prices[i]
+        out.append(
+            {
+                "item_id": str(ids[i]),
+                "score": s,
+                "title": cat.titles[i],
+                "category": cat.categories[i],
+                "price": None if price != price else float(price),  # NaN: unknown
+                "explanation": None if explanations is None else explanations.get(i),
+            }
+        )
+    return out
+
+
+def explain_ranked(
+    rt: Runtime, dep: Deployment, ranked: Ranked, history: tuple[np.ndarray, np.ndarray]
+) -> dict[int, dict[str, Any]]:
+    fn = rt.explain_fn
+    if fn is None:
+        try:
+            from shopsight.explain import explain_items  # type: ignore[attr-defined]
+        except ImportError:
+            raise HTTPException(
+                501, "explanations are not available: shopsight.explain has no explain_items"
+            ) from None
+        fn = explain_items
+    titles = [t or str(dep.artifact.item_ids[i]) for i, t in enumerate(dep.catalogue.titles)]
+    result = fn(
+        dep.model,
+        history[0],
+        history[1],
+        ranked.items,
+        item_titles=titles,
+        content=rt.content_for_explain(dep),
+        top=3,
+    )
+    return {int(e["item"]): jsonable(e) for e in result}
+
+
+def recommend_one(
+    rt: Runtime,
+    dep: Deployment,
+    user_id: str,
+    k: int,
+    exclude_seen: bool,
+    allowed: np.ndarray | None,
+    with_explain: bool,
+) -> dict[str, Any]:
+    key = rt.user_key(user_id)
+    ranked = rank_user(dep, rt.live, key, k, exclude_seen, allowed)
+    explanations = None
+    if with_explain:
+        hist = ranked.history or user_history_for_explain(dep, rt.live, key)
+        explanations = explain_ranked(rt, dep, ranked, hist)
+    return {
+        "user_id": user_id,
+        "source": ranked.source,
+        "model_version": dep.version,
+        "items": items_out(dep, ranked, explanations),
+    }
+
+
+def fold_in(rt: Runtime, rows: Iterable[dict[str, object]]) -> None:
+    """Add accepted events to their users' live state (loading stored history on first use)."""
+    by_user: dict[str, list[tuple[Any, str | None, float]]] = {}
+    for r in rows:
+        user = rt.user_key(str(r["user_id"]))
+        et = str(r["event_type"])
+        value = r.get("value")
+        v = float(value) if isinstance(value, int | float) else None
+        item = r.get("item_id")
+        key = event_key(
+            None if item is None else str(item),
+            et,
+            r["timestamp"],  # type: ignore[arg-type]
+            r.get("session_id"),  # type: ignore[arg-type]
+            r.get("query"),  # type: ignore[arg-type]
+            v,
+        )
+        by_user.setdefault(user, []).append(
+            (key, None if item is None else str(item), event_weight(et, v))
+        )
+    for user, evs in by_user.items():
+        if not rt.live.add(user, evs):
+            with rt.store_lock:
+                held = load_user_history(rt.store, user)  # includes the rows just stored
+            for key, item, w in evs:  # rows that were duplicates of stored ones are no-ops
+                held.add(key, item, w)
+            rt.live.replace(user, held)
+
+
+def do_reload(rt: Runtime, target: Path) -> None:
+    """Build the deployment of ``target`` and publish it (run on the reload thread)."""
+    try:
+        dep = load_deployment(
+            target,
+            rt.store,
+            rt.store_lock,
+            rt.store_path,
+            ann=rt.ann,
+            predictor_loader=rt.predictor_loader,
+            personas_loader=rt.personas_loader,
+        )
+    except Exception as exc:  # any failure keeps the current model serving
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        rt.reload = ReloadStatus(
+            state="failed",
+            model_dir=str(target),
+            error=msg,
+            started_at=rt.reload.started_at,
+            finished_at=now_iso(),
+        )
+        rt.metrics.reloads.labels("failed").inc()
+        log.warning("reload of %s failed: %s", target, msg)
+        return
+    rt.publish(dep)
+    rt.reload = ReloadStatus(
+        state="done",
+        model_dir=str(target),
+        version=dep.version,
+        started_at=rt.reload.started_at,
+        finished_at=now_iso(),
+    )
+    rt.metrics.reloads.labels("done").inc()
+
+
+def store_pseudonymizer(store: Store) -> Callable[[str], str] | None:
+    """A pseudonymised store's id mapping (raw ids in requests; pseudonyms stored)."""
+    try:
+        from shopsight.privacy.pseudonym import store_pseudonymizer as make
+    except ImportError:
+        return None
+    try:
+        pz = make(store)
+    except ValueError as exc:  # pseudonymised, but its key is not set here
+        log.warning("%s", exc)
+        return None
+    return None if pz is None else pz
