@@ -8,7 +8,9 @@ from shopsight.evaluation.experiment import ExperimentError, ModelSpec, apply_ov
 
 
 def test_override_sets_a_parameter_of_every_spec_of_that_model() -> None:
-    specs = apply_overrides(["ease:l2=300", "popularity", "ease"], ["ease.l2=50", "ease.feedback=log"])
+    specs = apply_overrides(
+        ["ease:l2=300", "popularity", "ease"], ["ease.l2=50", "ease.feedback=log"]
+    )
     assert specs[0] == ModelSpec("ease", {"l2": 50, "feedback": "log"})
     assert specs[1] == ModelSpec("popularity", {})
     assert specs[2] == ModelSpec("ease", {"l2": 50, "feedback": "log"})

@@ -951,9 +951,9 @@ def _split_list(text: str | Sequence[Any] | None) -> list[str]:
 __all__ = [
     "Experiment",
     "ExperimentError",
-    "apply_overrides",
     "ExperimentResult",
     "ModelSpec",
+    "apply_overrides",
     "category_features",
     "evaluate_rating",
     "model_class",

@@ -34,6 +34,15 @@ class ModelArtifact:
         self._user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
         self._item_index = {t: i for i, t in enumerate(self.item_ids.tolist())}
 
+    @property
+    def privacy(self) -> dict[str, Any] | None:
+        """The budget a private model spent (epsilon, delta, unit...); None for other models."""
+        p = getattr(self.model, "privacy_", None)
+        if not isinstance(p, dict):
+            return None
+        keys = ("private", "unit", "epsilon", "delta", "accountant")
+        return {k: p.get(k, "interaction" if k == "unit" else None) for k in keys}
+
     def user_index(self, user_id: str) -> int:
         """Index of a raw user id; -1 for a user the model never saw (a cold user)."""
         return self._user_index.get(user_id, -1)

@@ -68,8 +68,9 @@ __all__ = [
     "Release",
     "calibrate",
     "clip_rows",
-    "gram_sensitivity",
     "count_sensitivity",
+    "epsilon_spent",
+    "gram_sensitivity",
     "release_statistics",
 ]
 
@@ -229,12 +230,12 @@ class PrivateEASE(Recommender):
         epsilon: float | None = 4.0,
         delta: float | None = None,
         unit: Unit = "user",
-        max_items_per_user: int = 64,
-        top_items: int = 1000,
+        max_items_per_user: int = 32,
+        top_items: int = 200,
         popularity_share: float = 0.1,
         min_count_ratio: float = 1.0,
         l2: float = 50.0,
-        noise_l2: float = 1.0,
+        noise_l2: float = 3.0,
         accountant: Accountant = "prv",
         seed: int = 0,
         max_items: int = 30_000,
@@ -257,7 +258,9 @@ class PrivateEASE(Recommender):
             return ValueError(f"dp.{name}={getattr(self, name)!r}: expected {expected}")
 
         if self.epsilon is not None and not (
-            isinstance(self.epsilon, int | float) and math.isfinite(self.epsilon) and self.epsilon > 0
+            isinstance(self.epsilon, int | float)
+            and math.isfinite(self.epsilon)
+            and self.epsilon > 0
         ):
             raise bad("epsilon", "a positive number (or None: not private)")
         if self.delta is not None and not 0 < self.delta < 1:
