@@ -169,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                 run(f"dp eps={eps:g}", "dp", {"epsilon": eps, "unit": args.unit}, fallback=True)
     result = {
         "benchmark": "dp" + ("-tune (validation part)" if args.tune else ""),
-        "dataset": "movielens-100k" if args.dataset == "ml100k" else (
-            f"synthetic shop ({args.users} users, {args.items} items, seed 0)"
-        ),
+        "dataset": "movielens-100k"
+        if args.dataset == "ml100k"
+        else (f"synthetic shop ({args.users} users, {args.items} items, seed 0)"),
         "protocol": "random-811 (5-core, random 8:1:1 per user, split seed 0, full ranking)",
         "evaluated_on": "validation" if args.tune else "test",
         "dataset_summary": {

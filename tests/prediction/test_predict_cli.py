@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from shopsight.cli import app
 from shopsight.data.store import Store
-from shopsight.prediction.commands import demo_step
+from shopsight.prediction.demo import demo_step
 from shopsight.prediction.examples import TASKS
 
 Shop = Any  # the session fixture of tests/prediction/conftest.py

@@ -72,6 +72,8 @@ class FileReport:
     error: str | None = None
     seconds: float = 0.0
     ingest_id: int | None = None
+    # rows made from other rows (reviews -> review events): how many in, how many merged
+    derived: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,6 +158,7 @@ class _FileIngest:
         self.ingest_id = ingest_id
         self.source = source
         self.now_sql = "(now()::TIMESTAMP + INTERVAL 1 DAY)"
+        self.derived: dict[str, dict[str, int]] = {}
 
     def _stage(self, src: StagedSource, chk: str) -> str | None:
         """Materialise staged rows + reason + key into temp table ``chk``; returns rejects table."""
@@ -347,9 +350,15 @@ class _FileIngest:
         return int(row[0]) if row else 0
 
     def _reviews_to_events(self, cand: str) -> None:
-        """Each new review becomes one ``review`` event (deduplicated like any event)."""
+        """Each new review becomes one ``review`` event (deduplicated like any event); the
+        counts say how many reviews merged into one event or had no time to place one at."""
         ev_key = key_sql("events")
-        self.conn.execute(
+        row = fetch_one(
+            self.conn, f"SELECT count(*), count(*) FILTER (timestamp IS NULL) FROM {cand}"
+        )
+        n_reviews, no_time = (int(row[0]), int(row[1])) if row else (0, 0)
+        res = fetch_one(
+            self.conn,
             f"""INSERT INTO events
             SELECT k, user_id, item_id, event_type, timestamp, false, NULL, NULL, value, ?, line
             FROM (
@@ -361,6 +370,14 @@ class _FileIngest:
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY line) = 1""",
             [self.source],
         )
+        added = int(res[0]) if res else 0
+        d = self.derived.setdefault(
+            "review events", {"reviews": 0, "events": 0, "merged": 0, "no_timestamp": 0}
+        )
+        d["reviews"] += n_reviews
+        d["events"] += added
+        d["no_timestamp"] += no_time
+        d["merged"] += n_reviews - no_time - added
 
 
 def _ensure_empty_staging(conn: duckdb.DuckDBPyConnection) -> None:
@@ -465,6 +482,7 @@ def ingest_file(
                     report.stored += c.stored
                     report.duplicates += c.duplicates
                     report.quarantined += c.quarantined
+            report.derived = fi.derived
             _drop_temp_tables(conn)
             finished = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(
@@ -496,6 +514,25 @@ def ingest_file(
         _unregister_pseudonymizer(conn)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def derived_lines(report: IngestReport) -> list[str]:
+    """One line per file whose rows were turned into other rows, with what merged or dropped."""
+    out = []
+    for f in report.files:
+        d = f.derived.get("review events")
+        if not d or not d["reviews"]:
+            continue
+        line = (
+            f"{Path(f.source).name}: {d['reviews']:,} new reviews -> {d['events']:,} review events"
+        )
+        why = []
+        if d["merged"]:
+            why.append(f"{d['merged']:,} merged (same user, item, time and rating)")
+        if d["no_timestamp"]:
+            why.append(f"{d['no_timestamp']:,} without a time (no event)")
+        out.append(line + (f" ({'; '.join(why)})" if why else ""))
+    return out
 
 
 def _safe_cleanup(conn: duckdb.DuckDBPyConnection) -> None:

@@ -21,7 +21,12 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "rate",
     "favorite",
     "share",
+    "tag",
 )
+# Annotations, not preference signals: stored as events (``query`` holds the tag's text) but
+# left out of the interaction log unless asked for (a MovieLens tag is a word a user attached
+# to a movie; the rating is the preference).
+ANNOTATION_EVENT_TYPES: Final[tuple[str, ...]] = ("tag",)
 
 # Common spellings in shop exports, mapped to the canonical type at ingest.
 EVENT_TYPE_ALIASES: Final[dict[str, str]] = {

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
+
 IntArray = npt.NDArray[np.int64]
 Ratio = float | Sequence[float]
 
@@ -31,7 +33,7 @@ Ratio = float | Sequence[float]
 _EPS = 1e-9
 
 
-class SplitError(ValueError):
+class SplitError(InputError):
     """Invalid split parameters or input (one-line message naming what was expected)."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from shopsight.errors import DataError
+
 _S = pa.string()
 _TS = pa.timestamp("us")
 
@@ -164,7 +166,7 @@ def batched(
         yield batch_from_rows(target, buf)
 
 
-class FormatError(Exception):
+class FormatError(DataError):
     """The input cannot be read at all (missing, unreadable, or not the format claimed).
 
     The message is one line naming the file and the problem; the CLI prints it without a

@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from shopsight.data import schema
+from shopsight.errors import MissingFileError, ShopsightError
 
 DEFAULT_STORE = "shopsight.duckdb"
 
@@ -29,8 +30,12 @@ def fetch_one(
     return tuple(rows[0]) if rows else None
 
 
-class StoreError(Exception):
+class StoreError(ShopsightError):
     """The store cannot be opened or used (one-line message, shown without a traceback)."""
+
+
+class MissingStoreError(StoreError, MissingFileError):
+    """The store file named does not exist (and opening it was not meant to create it)."""
 
 
 class Store:
@@ -40,11 +45,19 @@ class Store:
     appended to, so every cleaning step can be redone from them.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_STORE, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path = DEFAULT_STORE, read_only: bool = False, create: bool | None = None
+    ) -> None:
+        """``create`` (default: not ``read_only``) makes a new, empty store when ``path`` does
+        not exist; otherwise a missing store raises :class:`MissingStoreError`."""
         self.path = Path(path)
         self.read_only = read_only
-        if read_only and not self.path.exists():
-            raise StoreError(f"{self.path}: no such store (run `shopsight ingest` first)")
+        if create is None:
+            create = not read_only
+        if (read_only or not create) and not self.path.exists():
+            raise MissingStoreError(
+                f"{self.path}: no such store (run `shopsight ingest --store {self.path} FILE...`)"
+            )
         self.conn = self._connect()
         if not read_only:
             self._create_tables()

@@ -44,6 +44,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from PIL import Image, ImageDraw
 
+from shopsight.errors import InputError
+
 __all__ = [
     "CATEGORIES",
     "EVENTS_HEADER",
@@ -552,7 +554,7 @@ class ShopConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"ShopConfig: unknown keys {unknown} (known: {sorted(known)})")
+            raise InputError(f"ShopConfig: unknown keys {unknown} (known: {sorted(known)})")
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -1905,14 +1907,14 @@ def write_events_csv(
     missing user id). Deterministic in ``seed``.
     """
     if n_events < 0:
-        raise ValueError(f"n_events={n_events}: expected >= 0")
+        raise InputError(f"n_events={n_events}: expected >= 0")
     if n_users < 1 or n_items < 1:
-        raise ValueError(f"n_users={n_users}, n_items={n_items}: expected >= 1 each")
+        raise InputError(f"n_users={n_users}, n_items={n_items}: expected >= 1 each")
     for name, frac in (("duplicate_fraction", duplicate_fraction), ("invalid_fraction", invalid_fraction)):  # fmt: skip
         if not 0.0 <= frac < 0.25:
-            raise ValueError(f"{name}={frac}: expected a fraction in [0, 0.25)")
+            raise InputError(f"{name}={frac}: expected a fraction in [0, 0.25)")
     if chunk_size < 1000:
-        raise ValueError(f"chunk_size={chunk_size}: expected >= 1000")
+        raise InputError(f"chunk_size={chunk_size}: expected >= 1000")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = _epoch(date.fromisoformat(start_date))

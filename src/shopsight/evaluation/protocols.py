@@ -59,7 +59,6 @@ User-defined protocols come from a dict or YAML file (:func:`load_protocol`)::
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -70,8 +69,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from shopsight.config import read_mapping
 from shopsight.data import split as S
 from shopsight.data.dataset import EVENT_CODE, Dataset
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ Exclude = Literal["train", "train+valid", "train_relevant", "none"]
 Candidates = Literal["all", "train", "test"]
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputError):
     """A protocol is unknown, badly configured, or cannot run on this dataset."""
 
 
@@ -899,21 +900,7 @@ def load_protocol(spec: str | Path | Mapping[str, Any] | Protocol) -> Protocol:
         return PROTOCOLS[text]
     path = Path(text)
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        if not path.exists():
-            raise ProtocolError(f"{path}: no such protocol file")
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                import yaml
-
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except Exception as exc:
-            raise ProtocolError(
-                f"{path}: cannot read protocol: {str(exc).splitlines()[0]}"
-            ) from None
-        if not isinstance(data, Mapping):
-            raise ProtocolError(f"{path}: expected a mapping of protocol settings")
+        data = read_mapping(path, "protocol", ProtocolError)
         return Protocol.from_dict(data, source=str(path))
     raise ProtocolError(
         f"unknown protocol {text!r} (a name: {', '.join(available_protocols())}; or a .yaml/.json file)"

@@ -36,6 +36,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 F64 = npt.NDArray[np.float64]
 
 
-class RatingModelError(ValueError):
+class RatingModelError(InputError):
     """A rating model cannot be fitted or used as asked."""
 
 

@@ -54,13 +54,14 @@ from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.keys import key_sql
 from shopsight.data.shilling import PROFILE_TYPES, ShillingReport, detect_shilling
 from shopsight.data.store import Store
+from shopsight.errors import InputError
 
 FloatArray = npt.NDArray[np.float64]
 Defence = Literal["none", "clean", "clean+shilling"]
 DEFENCES: Final[tuple[Defence, ...]] = ("none", "clean", "clean+shilling")
 
 
-class RobustnessError(ValueError):
+class RobustnessError(InputError):
     """A robustness run cannot be done as asked (one-line message)."""
 
 

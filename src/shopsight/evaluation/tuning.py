@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from shopsight.config import read_mapping
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.experiment import (
     ModelSpec,
@@ -65,7 +67,7 @@ Sampler = Literal["tpe", "random", "grid"]
 MAX_GRID = 10_000
 
 
-class TuningError(ValueError):
+class TuningError(InputError):
     """A search space, sampler or tuning setting is invalid (one-line message)."""
 
 
@@ -164,20 +166,7 @@ def load_space(spec: str | Path | Mapping[str, Any]) -> dict[str, ParamSpec]:
     if isinstance(spec, Mapping):
         return parse_space(spec)
     path = Path(spec)
-    if not path.exists():
-        raise TuningError(f"{path}: no such search-space file")
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(path.read_text(encoding="utf-8"))
-        else:
-            import yaml
-
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except Exception as exc:
-        raise TuningError(f"{path}: cannot read search space: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, Mapping):
-        raise TuningError(f"{path}: expected a mapping of parameter ranges")
-    return parse_space(data, str(path))
+    return parse_space(read_mapping(path, "search-space", TuningError), str(path))
 
 
 def model_defaults(name: str) -> dict[str, Any]:

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
+
 if TYPE_CHECKING:  # runtime imports stay lazy: `shopsight --help` imports this package
     import scipy.sparse as sp
 
@@ -87,7 +89,7 @@ DEFAULT_REASON: Final[str] = "Popular with shoppers like you"
 CHANCE_Z: Final[float] = 1.0
 
 
-class ExplainError(ValueError):
+class ExplainError(InputError):
     """The explanation cannot be computed as asked (one-line message)."""
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from shopsight.errors import InputError
+
 log = logging.getLogger("shopsight.features")
 
 CACHE_ENV = "SHOPSIGHT_CACHE_DIR"
@@ -86,7 +88,7 @@ def num_threads(requested: int | None) -> int:
     """Threads for inference: the request, else every core this process may run on."""
     if requested is not None:
         if requested < 1:
-            raise ValueError(f"num_threads must be >= 1, got {requested}")
+            raise InputError(f"num_threads must be >= 1, got {requested}")
         return requested
     try:
         return max(1, len(os.sched_getaffinity(0)))

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopsight.data.schema import EVENT_TYPES, ITEMLESS_EVENT_TYPES
+from shopsight.data.schema import ANNOTATION_EVENT_TYPES, EVENT_TYPES, ITEMLESS_EVENT_TYPES
+from shopsight.errors import InputError
 
 if TYPE_CHECKING:
     from shopsight.data.store import Store
@@ -45,7 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shopsight.features.behavior")
 
-ITEM_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t not in ITEMLESS_EVENT_TYPES)
+ITEM_EVENT_TYPES: tuple[str, ...] = tuple(
+    t for t in EVENT_TYPES if t not in ITEMLESS_EVENT_TYPES and t not in ANNOTATION_EVENT_TYPES
+)
 FUNNEL = ("view", "click", "add_to_cart", "purchase")
 WINDOWS_DAYS = (7, 30)
 OTHER = "__other__"
@@ -62,9 +65,9 @@ def _as_of(value: dt.datetime | dt.date | str | pd.Timestamp) -> dt.datetime:
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"as_of: cannot read {value!r} as a timestamp") from exc
+        raise InputError(f"as_of: cannot read {value!r} as a timestamp") from exc
     if ts is pd.NaT:
-        raise ValueError("as_of: must be a timestamp, got NaT")
+        raise InputError("as_of: must be a timestamp, got NaT")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.to_pydatetime()
@@ -241,9 +244,9 @@ def user_features(
     columns: the normalised mean embedding of the user's search queries.
     """
     if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
+        raise InputError(f"top_k must be >= 0, got {top_k}")
     if session_gap_minutes <= 0:
-        raise ValueError(f"session_gap_minutes must be > 0, got {session_gap_minutes}")
+        raise InputError(f"session_gap_minutes must be > 0, got {session_gap_minutes}")
     t = _as_of(as_of)
     ctes = _ctes(store)
     users_src = _source(store, "users")
@@ -524,7 +527,7 @@ def item_features(
     """
     unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown:
-        raise ValueError(f"event_types: unknown {unknown}; expected some of {list(EVENT_TYPES)}")
+        raise InputError(f"event_types: unknown {unknown}; expected some of {list(EVENT_TYPES)}")
     t = _as_of(as_of)
     ctes = _ctes(store)
     windows = []

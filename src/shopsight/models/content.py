@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
+
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
 
@@ -48,7 +50,7 @@ BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float32]
 
 
-class ContentError(ValueError):
+class ContentError(InputError):
     """Item content missing or malformed (one-line message naming what was expected)."""
 
 

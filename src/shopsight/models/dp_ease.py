@@ -54,6 +54,7 @@ import numpy.typing as npt
 import scipy.linalg
 import scipy.sparse as sp
 
+from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.itemknn import feedback_matrix, feedback_vector
 from shopsight.models.registry import register
@@ -254,8 +255,8 @@ class PrivateEASE(Recommender):
         self.max_items = max_items
 
     def _check_params(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"dp.{name}={getattr(self, name)!r}: expected {expected}")
+        def bad(name: str, expected: str) -> InputError:
+            return InputError(f"dp.{name}={getattr(self, name)!r}: expected {expected}")
 
         if self.epsilon is not None and not (
             isinstance(self.epsilon, int | float)
@@ -286,7 +287,7 @@ class PrivateEASE(Recommender):
         self._check_params()
         k = min(self.top_items, dataset.n_items)
         if k > self.max_items:
-            raise ValueError(
+            raise InputError(
                 f"dp: a dense {k} x {k} Gram exceeds max_items={self.max_items}; "
                 "lower top_items or raise max_items"
             )
@@ -294,7 +295,7 @@ class PrivateEASE(Recommender):
         x = self.history_
         units = int((np.diff(x.indptr) > 0).sum()) if self.unit == "user" else int(x.nnz)
         if units == 0:
-            raise ValueError("dp: no interactions to train on")
+            raise DataError("dp: no interactions to train on")
         calibration = None
         if self.epsilon is not None:
             delta = self.delta if self.delta is not None else 1.0 / (10 * units)

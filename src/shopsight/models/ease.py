@@ -21,6 +21,7 @@ import numpy.typing as npt
 import scipy.linalg
 import scipy.sparse as sp
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.itemknn import Feedback, feedback_matrix, feedback_vector
 from shopsight.models.registry import register
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
 
 
-class TooManyItemsError(ValueError):
+class TooManyItemsError(InputError):
     """EASE's dense item-item model would not fit the configured limit."""
 
 
@@ -48,7 +49,7 @@ class EASE(Recommender):
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
         if not self.l2 > 0:
-            raise ValueError(f"l2={self.l2!r}: expected a positive number")
+            raise InputError(f"l2={self.l2!r}: expected a positive number")
         n = dataset.n_items
         if n > self.max_items:
             need_gb = 2 * 4 * n * n / 1e9

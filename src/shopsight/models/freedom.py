@@ -43,6 +43,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, standardize, torch_threads
 from shopsight.models.mf import (
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
-        raise ValueError(f"FREEDOM: {name}={value!r}: expected {expected}")
+        raise InputError(f"FREEDOM: {name}={value!r}: expected {expected}")
 
 
 # =============================================================================================
@@ -358,7 +359,7 @@ class FREEDOM(ContentMixin, Recommender):
         feats, _ = standardize(self.content_)
         warm = warm_items(dataset.implicit)
         if not len(warm):
-            raise ValueError("FREEDOM: the training data has no interactions")
+            raise DataError("FREEDOM: the training data has no interactions")
         all_items = np.arange(dataset.n_items, dtype=np.int64)
         cold = np.setdiff1d(all_items, warm, assume_unique=True)
         ii_warm = item_item_graph(feats, self.knn_k, self.image_weight, warm, warm)

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.registry import register
 
@@ -47,7 +48,7 @@ def feedback_matrix(weights: sp.csr_matrix, mode: Feedback) -> sp.csr_matrix:
     elif mode == "log":
         m.data = np.log1p(m.data).astype(np.float32)
     elif mode != "weight":
-        raise ValueError(f"feedback={mode!r}: expected binary, weight or log")
+        raise InputError(f"feedback={mode!r}: expected binary, weight or log")
     return m
 
 
@@ -77,7 +78,7 @@ def reweight(x: sp.csr_matrix, weighting: str, k1: float, b: float) -> sp.csr_ma
         norm = k1 * (1.0 - b + b * length[coo.col] / avg)
         data = coo.data * (k1 + 1.0) / (coo.data + norm) * idf[coo.row]
     else:
-        raise ValueError(f"weighting={weighting!r}: expected none, tfidf or bm25")
+        raise InputError(f"weighting={weighting!r}: expected none, tfidf or bm25")
     return sp.csr_matrix((data.astype(np.float32), (coo.row, coo.col)), shape=x.shape)
 
 
@@ -141,9 +142,9 @@ class ItemKNN(Recommender):
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
         if self.neighbours < 1:
-            raise ValueError(f"neighbours={self.neighbours!r}: expected an integer >= 1")
+            raise InputError(f"neighbours={self.neighbours!r}: expected an integer >= 1")
         if self.shrinkage < 0:
-            raise ValueError(f"shrinkage={self.shrinkage!r}: expected a number >= 0")
+            raise InputError(f"shrinkage={self.shrinkage!r}: expected a number >= 0")
         self.history_: sp.csr_matrix = feedback_matrix(dataset.implicit, self.feedback)
         x = reweight(self.history_, self.weighting, self.bm25_k1, self.bm25_b)
         self.similarity_: sp.csr_matrix = knn_similarity(x, self.neighbours, self.shrinkage)

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.mf import PairSampler, Weighting, bpr_loss, fit_pairwise, transform_weights
 from shopsight.models.registry import register
@@ -157,7 +158,7 @@ class LightGCN(Recommender):
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
         if self.dim < 1 or self.n_layers < 0:
-            raise ValueError(
+            raise InputError(
                 f"dim={self.dim!r}, n_layers={self.n_layers!r}: expected dim >= 1, n_layers >= 0"
             )
         transform_weights(np.ones(1), self.positive_weighting)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.registry import register
 from shopsight.training import distributed as D
@@ -63,7 +64,7 @@ Weighting = Literal["uniform", "linear", "log"]
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
-        raise ValueError(f"{name}={value!r}: expected {expected}")
+        raise InputError(f"{name}={value!r}: expected {expected}")
 
 
 # =============================================================================================
@@ -224,7 +225,7 @@ def transform_weights(w: npt.ArrayLike, mode: Weighting) -> npt.NDArray[np.float
         return np.log1p(x)
     if mode == "linear":
         return x
-    raise ValueError(f"positive_weighting={mode!r}: expected uniform, linear or log")
+    raise InputError(f"positive_weighting={mode!r}: expected uniform, linear or log")
 
 
 class PairSampler:
@@ -292,7 +293,7 @@ class PairSampler:
     def epoch(self, epoch: int) -> tuple[IntArray, IntArray, IntArray]:
         """All triples of one epoch (identical on every rank)."""
         if not len(self.users):
-            raise ValueError("no positive interactions to train on")
+            raise DataError("no positive interactions to train on")
         rng = np.random.default_rng(derive_seed(self.seed, epoch, 0xB9))
         n = self.samples_per_epoch
         if self.weighting == "uniform" and n == len(self.users):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.registry import register
 
@@ -54,14 +55,14 @@ class Popularity(Recommender):
             return dataset.row_weights().astype(np.float64)
         unknown = sorted(set(self.event_weights) - set(EVENT_CODE))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"event_weights: unknown event types {unknown} (expected some of "
                 f"{', '.join(EVENT_TYPES)})"
             )
         table = np.zeros(len(EVENT_TYPES))
         for etype, w in self.event_weights.items():
             if not (np.isfinite(w) and w >= 0):
-                raise ValueError(f"event_weights[{etype!r}]={w!r}: expected a number >= 0")
+                raise InputError(f"event_weights[{etype!r}]={w!r}: expected a number >= 0")
             table[EVENT_CODE[etype]] = float(w)
         return table[dataset.event]
 
@@ -69,7 +70,7 @@ class Popularity(Recommender):
         for name in ("window_days", "half_life_days"):
             v = getattr(self, name)
             if v is not None and not v > 0:
-                raise ValueError(f"{name}={v!r}: expected a positive number of days or None")
+                raise InputError(f"{name}={v!r}: expected a positive number of days or None")
         w = self._row_weights(dataset)
         user, item, event = dataset.user, dataset.item, dataset.event
         dated = ~dataset.ts_ordinal

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.registry import get_model_class, register
 
@@ -94,9 +95,9 @@ class QuantizedRecommender(Recommender):
 
     def _validate(self) -> None:
         if self.dtype not in ("int8", "float16"):
-            raise ValueError(f"dtype={self.dtype!r}: expected int8 or float16")
+            raise InputError(f"dtype={self.dtype!r}: expected int8 or float16")
         if self.min_elements < 1:
-            raise ValueError(f"min_elements={self.min_elements!r}: expected an integer >= 1")
+            raise InputError(f"min_elements={self.min_elements!r}: expected an integer >= 1")
 
     # -- building ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
@@ -108,7 +109,7 @@ class QuantizedRecommender(Recommender):
         self._validate()
         inner._check_fitted()
         if isinstance(inner, QuantizedRecommender):
-            raise ValueError("the model is already quantised")
+            raise InputError("the model is already quantised")
         self.model_name = inner.name
         self.model_params = inner.get_params()
         self.n_users_, self.n_items_ = inner.n_users_, inner.n_items_

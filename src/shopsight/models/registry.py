@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from shopsight.errors import InputError
+
 if TYPE_CHECKING:
     from shopsight.models.base import Recommender
 
@@ -39,7 +41,7 @@ def get_model_class(name: str) -> type[Recommender]:
     if name not in _MODELS and name in BUILTIN:
         importlib.import_module(BUILTIN[name])
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(available_models())})")
+        raise InputError(f"unknown model {name!r} (known: {', '.join(available_models())})")
     return _MODELS[name]
 
 

@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shopsight.data.dataset import EVENT_TYPES
+from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
 from shopsight.models.registry import register
@@ -78,7 +79,7 @@ N_EVENT_CODES = len(EVENT_TYPES)  # behaviour embedding rows: event code + 1 (0 
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
-        raise ValueError(f"SASRec: {name}={value!r}: expected {expected}")
+        raise InputError(f"SASRec: {name}={value!r}: expected {expected}")
 
 
 # =============================================================================================
@@ -580,7 +581,7 @@ class SASRec(ContentMixin, Recommender):
         win_i, win_e = _windows(items, events, indptr, self.max_len)
         win_len = (win_i > 0).sum(axis=1).astype(np.int64)
         if not len(win_i):
-            raise ValueError("SASRec: no user has 2 or more steps; nothing to learn from")
+            raise DataError("SASRec: no user has 2 or more steps; nothing to learn from")
         self.net_ = net
         self.train_result_: TrainResult = Trainer(net, self._train_config()).fit(
             lambda epoch: self._batches(win_i, win_e, win_len, epoch, device),

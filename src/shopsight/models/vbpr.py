@@ -32,6 +32,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
 from shopsight.models.mf import (
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
-        raise ValueError(f"VBPR: {name}={value!r}: expected {expected}")
+        raise InputError(f"VBPR: {name}={value!r}: expected {expected}")
 
 
 def warm_items(matrix: sp.csr_matrix) -> IntArray:
@@ -234,7 +235,7 @@ class VBPR(ContentMixin, Recommender):
         f_all = fuse(self.content_)
         warm = warm_items(dataset.implicit)
         if not len(warm):
-            raise ValueError("VBPR: the training data has no interactions")
+            raise DataError("VBPR: the training data has no interactions")
         module = VBPRModule(
             dataset.n_users,
             len(warm),

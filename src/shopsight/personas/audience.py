@@ -27,6 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from shopsight.data.store import Store
+from shopsight.errors import InputError
 from shopsight.personas.core import Personas
 
 
@@ -66,7 +67,7 @@ class Audience:
 
             pacsv.write_csv(table, out)
         else:
-            raise ValueError(f"{out}: expected a .csv or .parquet file name")
+            raise InputError(f"{out}: expected a .csv or .parquet file name")
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def category_audience(
         method = "recommender"
     else:
         if not share.any():
-            raise ValueError(f"category: no user engages with {category!r} (check the name)")
+            raise InputError(f"category: no user engages with {category!r} (check the name)")
         score = share * prop
         method = "profile"
     # Expected response: P(purchase on the next visit) x P(it is in the category), the latter
@@ -157,7 +158,7 @@ def _artifact_scores(
     items = np.array([art.item_index(i) for i in item_ids], np.int64)
     items = items[items >= 0]
     if not len(items):
-        raise ValueError("target: none of the target items is known to the model")
+        raise InputError("target: none of the target items is known to the model")
     best = np.full(len(idx), -np.inf)
     known = np.flatnonzero(idx >= 0)
     for start in range(0, len(known), 1024):
@@ -214,7 +215,7 @@ def lookalike_audience(
     rows = {u: i for i, u in enumerate(p.users.column("user").to_pylist())}
     seed_rows = sorted({rows[pid] for s in seeds if (pid := p.pseudonym(s)) in rows})
     if not seed_rows:
-        raise ValueError("seeds: none of the seed users is known")
+        raise InputError("seeds: none of the seed users is known")
     v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     centroid = v[seed_rows].mean(axis=0)
     centroid /= max(float(np.linalg.norm(centroid)), 1e-12)

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shopsight.data.store import Store
+from shopsight.errors import MissingFileError
 from shopsight.personas.profile import (
     ProfileConfig,
     ProfileTables,
@@ -236,7 +237,7 @@ class Personas:
         d = Path(path)
         for name in (USERS_FILE, AFFINITIES_FILE, SEGMENTS_FILE, META_FILE):
             if not (d / name).exists():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{d / name}: not a personas folder (run `shopsight personas --save`)"
                 )
         return cls(

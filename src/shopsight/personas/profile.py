@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from shopsight.data.store import Store, fetch_one
+from shopsight.errors import DataError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -554,7 +555,7 @@ def compute_profiles(
     conn = store.conn
     events = _table(store, "events")
     if events is None or store.count(events) == 0:
-        raise ValueError(f"{store.path}: events: no events to profile (ingest some first)")
+        raise DataError(f"{store.path}: events: no events to profile (ingest some first)")
     if cfg.since is not None or cfg.until is not None:
         conds = [
             f"timestamp {op} TIMESTAMP '{t.replace(tzinfo=None).isoformat(sep=' ')}'"
@@ -567,7 +568,7 @@ def compute_profiles(
         )
         events = "_p_events_window"
         if store.count(events) == 0:
-            raise ValueError(f"{store.path}: events: none between {cfg.since} and {cfg.until}")
+            raise DataError(f"{store.path}: events: none between {cfg.since} and {cfg.until}")
     items, reviews, users = _table(store, "items"), _table(store, "reviews"), _table(store, "users")
     _prepare(conn, items, cfg)
     has_visual = bool(item_visual)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopsight.errors import MissingFileError
+
 if TYPE_CHECKING:
     from shopsight.personas.core import Personas
 
@@ -442,7 +444,7 @@ def export_pngs(
     from playwright.sync_api import sync_playwright
 
     if not Path(chromium).exists():
-        raise FileNotFoundError(f"{chromium}: Chromium is needed for PNG export")
+        raise MissingFileError(f"{chromium}: Chromium is needed for PNG export")
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:

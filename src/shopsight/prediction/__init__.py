@@ -26,7 +26,7 @@ _EXPORTS = {
     "compare_models": "shopsight.prediction.evaluate",
     "TextRatingModel": "shopsight.prediction.rating",
     "evaluate_rating": "shopsight.prediction.rating",
-    "demo_step": "shopsight.prediction.commands",
+    "demo_step": "shopsight.prediction.demo",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shopsight.errors import InputError
 from shopsight.evaluation.metrics import auc_score, gauc, log_loss
 
 EPS = 1e-7
@@ -89,7 +90,7 @@ class Calibrator:
 
     def __init__(self, method: str = "temperature") -> None:
         if method not in METHODS:
-            raise ValueError(f"calibration must be one of {METHODS}, got {method!r}")
+            raise InputError(f"calibration must be one of {METHODS}, got {method!r}")
         self.method = method
         self.temperature_: float = 1.0
         self.x_: list[float] = []

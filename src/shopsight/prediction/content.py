@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shopsight.errors import InputError, MissingFileError
+
 if TYPE_CHECKING:
     from shopsight.data.store import Store
     from shopsight.prediction.examples import Vocab
@@ -79,14 +81,14 @@ def item_content(
     ``"none"`` (all zeros: the model then learns from ids and behaviour only).
     """
     if source not in ("auto", "fused", "tfidf", "none"):
-        raise ValueError(f"content source must be auto, fused, tfidf or none, got {source!r}")
+        raise InputError(f"content source must be auto, fused, tfidf or none, got {source!r}")
     mat: np.ndarray | None = None
     used = "none"
     if source in ("auto", "fused"):
         mat = _fused(store, vocab)
         used = "fused" if mat is not None else used
         if mat is None and source == "fused":
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{store.path}: no item features (run `shopsight featurize --store {store.path}`)"
             )
     if mat is None and source in ("auto", "tfidf"):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from shopsight.errors import InputError
 from shopsight.prediction.calibration import reliability, task_metrics
 from shopsight.prediction.examples import TASKS, Examples, Vocab, temporal_split
 
@@ -72,7 +73,7 @@ def compare_models(
 
     unknown = sorted(set(models) - set(ALL_MODELS))
     if unknown:
-        raise ValueError(f"unknown models {unknown} (known: {list(ALL_MODELS)})")
+        raise InputError(f"unknown models {unknown} (known: {list(ALL_MODELS)})")
     tr_i, va_i, te_i = temporal_split(ex.ts, split)
     train, valid, test = ex.take(tr_i), ex.take(va_i), ex.take(te_i)
     kw: dict[str, Any] = {"epochs": epochs, "seed": seed, "threads": threads, **(nn_params or {})}

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from shopsight.errors import InputError
+
 if TYPE_CHECKING:
     from shopsight.data.store import Store
 
@@ -56,13 +58,13 @@ class ExampleConfig:
 
     def __post_init__(self) -> None:
         if self.hist_len < 1:
-            raise ValueError(f"hist_len must be >= 1, got {self.hist_len}")
+            raise InputError(f"hist_len must be >= 1, got {self.hist_len}")
         if not 0.0 < self.neg_rate <= 1.0:
-            raise ValueError(f"neg_rate must be in (0, 1], got {self.neg_rate}")
+            raise InputError(f"neg_rate must be in (0, 1], got {self.neg_rate}")
         if self.random_negatives < 0:
-            raise ValueError(f"random_negatives must be >= 0, got {self.random_negatives}")
+            raise InputError(f"random_negatives must be >= 0, got {self.random_negatives}")
         if self.window_hours <= 0:
-            raise ValueError(f"window_hours must be > 0, got {self.window_hours}")
+            raise InputError(f"window_hours must be > 0, got {self.window_hours}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopsight.errors import InputError
+
 ARCHS = ("shared_bottom", "mmoe", "esmm")
 FUNNEL_TASKS = ("click", "add_to_cart", "purchase")
 
@@ -83,12 +85,12 @@ class FunnelNet(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
-            raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+            raise InputError(f"arch must be one of {ARCHS}, got {arch!r}")
         if arch == "esmm" and tuple(tasks) != FUNNEL_TASKS:
-            raise ValueError(f"esmm models the whole funnel: tasks must be {FUNNEL_TASKS}")
+            raise InputError(f"esmm models the whole funnel: tasks must be {FUNNEL_TASKS}")
         bad = [t for t in tasks if t not in FUNNEL_TASKS]
         if bad or not tasks:
-            raise ValueError(f"tasks must be a non-empty subset of {FUNNEL_TASKS}, got {tasks}")
+            raise InputError(f"tasks must be a non-empty subset of {FUNNEL_TASKS}, got {tasks}")
         self.arch, self.tasks, self.attention = arch, tuple(tasks), attention
         self.register_buffer("content", content.float())
         self.register_buffer("item_cat", item_cat.long())

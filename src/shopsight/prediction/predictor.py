@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from shopsight.errors import InputError, MissingFileError
 from shopsight.prediction.calibration import Calibrator
 from shopsight.prediction.examples import (
     TASKS,
@@ -46,7 +47,16 @@ CONFIG_FILE = "predictor.json"
 FORMAT_VERSION = 1
 
 
-class PredictorError(ValueError):
+PREDICTOR_SUBDIR = "predictor"  # a model folder keeps its funnel predictor here
+
+
+def predictor_dir(model_dir: Path) -> Path:
+    """``<model_dir>/predictor`` when it holds a predictor, else ``model_dir`` itself."""
+    sub = model_dir / PREDICTOR_SUBDIR
+    return sub if sub.is_dir() else model_dir
+
+
+class PredictorError(InputError):
     """A predictor that cannot be trained, loaded or used as asked (one-line message)."""
 
 
@@ -408,7 +418,7 @@ class FunnelPredictor:
         d = Path(path)
         cfg_path, w_path = d / CONFIG_FILE, d / WEIGHTS_FILE
         if not cfg_path.exists() or not w_path.exists():
-            raise FileNotFoundError(f"{d}: no saved predictor ({CONFIG_FILE} + {WEIGHTS_FILE})")
+            raise MissingFileError(f"{d}: no saved predictor ({CONFIG_FILE} + {WEIGHTS_FILE})")
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from shopsight.errors import DataError
+
 if TYPE_CHECKING:
     from shopsight.data.store import Store
 
@@ -164,7 +166,7 @@ class TextRatingModel:
         import lightgbm as lgb
 
         if len(train) < 10:
-            raise ValueError(f"too few ratings to fit ({len(train)})")
+            raise DataError(f"too few ratings to fit ({len(train)})")
         self.users_ = {x: j for j, x in enumerate(pd.unique(train["user_id"]))}
         self.items_ = {x: j for j, x in enumerate(pd.unique(train["item_id"]))}
         self.n_users_, self.n_items_ = len(self.users_) + 1, len(self.items_) + 1
@@ -268,7 +270,7 @@ def evaluate_rating(
 
     df, item_text = load_ratings(store)
     if len(df) < 20:
-        raise ValueError(f"{store.path}: too few ratings ({len(df)}) to evaluate")
+        raise DataError(f"{store.path}: too few ratings ({len(df)}) to evaluate")
     rng = np.random.default_rng(seed)
     test_mask = rng.random(len(df)) < test_fraction
     train, test = df[~test_mask].reset_index(drop=True), df[test_mask].reset_index(drop=True)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shopsight.data.dataset import Dataset
+from shopsight.errors import DataError, InputError
 from shopsight.models.mf import BPR, BPRModule
 from shopsight.models.registry import register
 from shopsight.training.trainer import derive_seed
@@ -65,17 +66,17 @@ class DPConfig:
 
     def __post_init__(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
-            raise ValueError("DPConfig: give epsilon or noise_multiplier")
+            raise InputError("DPConfig: give epsilon or noise_multiplier")
         if self.epsilon is not None and not self.epsilon > 0:
-            raise ValueError(f"DPConfig.epsilon: must be > 0, got {self.epsilon}")
+            raise InputError(f"DPConfig.epsilon: must be > 0, got {self.epsilon}")
         if self.delta is not None and not 0 < self.delta < 1:
-            raise ValueError(f"DPConfig.delta: must be in (0, 1), got {self.delta}")
+            raise InputError(f"DPConfig.delta: must be in (0, 1), got {self.delta}")
         if not self.max_grad_norm > 0:
-            raise ValueError(f"DPConfig.max_grad_norm: must be > 0, got {self.max_grad_norm}")
+            raise InputError(f"DPConfig.max_grad_norm: must be > 0, got {self.max_grad_norm}")
         if self.noise_multiplier is not None and self.noise_multiplier < 0:
-            raise ValueError("DPConfig.noise_multiplier: must be >= 0")
+            raise InputError("DPConfig.noise_multiplier: must be >= 0")
         if self.accountant not in ("rdp", "prv"):
-            raise ValueError(f"DPConfig.accountant: rdp or prv, got {self.accountant!r}")
+            raise InputError(f"DPConfig.accountant: rdp or prv, got {self.accountant!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -208,7 +209,7 @@ def train_dp_bpr(
     users, items = _pairs(matrix)
     n = len(users)
     if n == 0:
-        raise ValueError("no positive interactions to train on")
+        raise DataError("no positive interactions to train on")
     n_users, n_items = matrix.shape
     batch_size = max(1, min(batch_size, n))
     # Opacus's conventions, mirrored so both modes see the same batches: q = 1 / (batches of
@@ -395,7 +396,7 @@ class DPBPR(BPR):
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer: adam or sgd, got {self.optimizer!r}")
+            raise InputError(f"optimizer: adam or sgd, got {self.optimizer!r}")
         module, result = train_dp_bpr(
             dataset.implicit,
             factors=self.factors,

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from shopsight.data.store import Store, StoreError, fetch_one
+from shopsight.errors import InputError
 from shopsight.privacy.pseudonym import (
     META_KEY,
     Pseudonymizer,
@@ -52,7 +53,7 @@ def pseudonymize_table(
     cols = list(columns) if columns is not None else user_columns(table.column_names)
     for c in cols:
         if c not in table.column_names:
-            raise ValueError(f"pseudonymize: no column {c!r} (have {table.column_names})")
+            raise InputError(f"pseudonymize: no column {c!r} (have {table.column_names})")
         values = table.column(c).to_pylist()
         new = pa.array([None if v is None else pseudonymizer(str(v)) for v in values], pa.string())
         table = table.set_column(table.column_names.index(c), c, new)
@@ -110,7 +111,7 @@ def export_table(
     elif out.suffix.lower() == ".parquet":
         pq.write_table(data, out)
     else:
-        raise ValueError(f"{out}: export format must be .parquet or .csv")
+        raise InputError(f"{out}: export format must be .parquet or .csv")
     return {
         "table": table,
         "path": str(out),

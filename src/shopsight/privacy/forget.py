@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from shopsight.data.store import Store, StoreError, fetch_one
+from shopsight.errors import InputError
 from shopsight.privacy.pseudonym import (
     META_KEY,
     Pseudonymizer,
@@ -662,7 +663,7 @@ def forget_users(
         raise StoreError(f"{store.path}: opened read-only; forgetting deletes rows")
     wanted = [u.strip() for u in user_ids if u and u.strip()]
     if not wanted:
-        raise ValueError("forget: no user id given")
+        raise InputError("forget: no user id given")
     ids: list[str] = []
     for u in wanted:
         ids += [i for i in identities(store, u, pseudonymizer) if i not in ids]

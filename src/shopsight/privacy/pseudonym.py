@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shopsight.errors import InputError
+
 if TYPE_CHECKING:
     from shopsight.data.store import Store
 
@@ -41,7 +43,7 @@ PSEUDONYM_PREFIX = "p_"
 _DIGEST_HEX = 24  # 96 bits: collisions are negligible below billions of ids
 
 
-class PseudonymKeyError(ValueError):
+class PseudonymKeyError(InputError):
     """The pseudonymisation key is missing or unusable."""
 
 

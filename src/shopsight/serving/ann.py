@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 
 
-class AnnUnsupported(ValueError):
+class AnnUnsupported(InputError):
     """The model's scores are not an inner product of stored vectors."""
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shopsight.errors import InputError
+
 TOKEN_ENV = "SHOPSIGHT_API_TOKEN"
 MIN_TOKEN_LENGTH = 16
 
@@ -25,7 +27,7 @@ def read_token(token_file: Path | None = None) -> str | None:
     if token_file is not None:
         text = Path(token_file).read_text(encoding="utf-8").strip()
         if not text:
-            raise ValueError(f"{token_file}: empty token file")
+            raise InputError(f"{token_file}: empty token file")
         token = text.splitlines()[0].strip()
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
@@ -33,7 +35,7 @@ def read_token(token_file: Path | None = None) -> str | None:
             return None
     if len(token) < MIN_TOKEN_LENGTH:
         src = str(token_file) if token_file is not None else TOKEN_ENV
-        raise ValueError(f"{src}: token too short (at least {MIN_TOKEN_LENGTH} characters)")
+        raise InputError(f"{src}: token too short (at least {MIN_TOKEN_LENGTH} characters)")
     return token
 
 

@@ -36,13 +36,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from shopsight.errors import InputError, ShopsightError, StateError
 
 IntArray = npt.NDArray[np.int64]
 
@@ -89,10 +90,10 @@ def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> Di
     if world <= 1:
         return DistContext()
     if not dist.is_available():
-        raise RuntimeError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        raise StateError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
     missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise StateError(
             f"WORLD_SIZE={world} but {', '.join(missing)} not set; start with torchrun "
             "(python -m torch.distributed.run --nproc_per_node=N ...)"
         )
@@ -160,7 +161,7 @@ def loss_scale(global_batch: int, ctx: DistContext | None = None) -> float:
 def global_batches(n: int, batch_size: int) -> Iterator[IntArray]:
     """Consecutive index ranges ``[start, start + batch_size)`` covering ``range(n)``."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     for start in range(0, n, batch_size):
         yield np.arange(start, min(start + batch_size, n), dtype=np.int64)
 
@@ -211,24 +212,6 @@ def process_group(backend: str | None = None) -> Iterator[DistContext]:
 # -- command-line entry point (what torchrun runs) --------------------------------------------
 
 
-def _parse_value(raw: str) -> Any:
-    """``--set key=value`` values: JSON when it parses (numbers, bools, null, lists), else text."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {pair!r}: expected key=value")
-        out[key.strip()] = _parse_value(value)
-    return out
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Train one registered model from a store, in every process torchrun starts."""
     parser = argparse.ArgumentParser(
@@ -244,19 +227,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default=None, choices=["gloo", "nccl"])
     args = parser.parse_args(argv)
 
+    from shopsight.config import parse_overrides
     from shopsight.data.dataset import Dataset
     from shopsight.data.store import Store
     from shopsight.models.registry import create_model
     from shopsight.training.trainer import run_manifest, training_run
 
-    store_path = Path(args.store)
-    if not store_path.exists():
-        print(f"{store_path}: no such store", file=sys.stderr)
+    try:
+        params = parse_overrides(args.overrides)
+        Store(args.store, read_only=True).close()  # fail in one line before starting
+    except ShopsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     with process_group(args.backend) as ctx:
-        with Store(store_path, read_only=True) as store:
+        with Store(args.store, read_only=True) as store:
             dataset = Dataset.from_store(store)
-        model = create_model(args.model, **parse_overrides(args.overrides))
+        model = create_model(args.model, **params)
         sums: list[str] = []
 
         def on_step(step: int, module: nn.Module) -> None:
@@ -278,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 model,
                 dataset,
                 result=getattr(model, "train_result_", None),
-                config={"store": str(store_path), "world_size": ctx.world_size},
+                config={"store": str(Path(args.store)), "world_size": ctx.world_size},
             )
             model.save(args.out, extra={"world_size": ctx.world_size, "manifest": manifest})
         barrier(ctx)

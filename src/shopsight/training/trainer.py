@@ -44,6 +44,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight.errors import StateError
 from shopsight.training import distributed as D
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ Optimizer = Literal["adam", "adamw", "sgd", "adagrad"]
 Schedule = Literal["constant", "cosine", "linear"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(StateError):
     """Training cannot go on (diverged, bad configuration, incompatible checkpoint)."""
 
 

@@ -1,4 +1,4 @@
-"""CLI commands of shopsight.serving (registered on the main app by shopsight.cli)."""
+"""``shopsight serve``: recommendations, predictions, personas and live events over HTTP."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from typing import Annotated
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
-from shopsight.data.store import DEFAULT_STORE
+from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import InputError, MissingFileError
+
+app = group()
 
 
 @app.command()
@@ -53,12 +56,11 @@ def serve(
     from shopsight.serving.app import CONFIG_ENV, app_from_config, serve_config
     from shopsight.serving.auth import read_token
 
-    if not store.exists():
-        raise UsageProblem(f"{store}: no such store (run `shopsight ingest` first)")
+    Store(store, read_only=True).close()  # a missing or unreadable store fails here, in one line
     if not (model / "config.json").is_file():
-        raise UsageProblem(f"{model}: not a trained model folder (run `shopsight train`)")
+        raise MissingFileError(f"{model}: not a trained model folder (run `shopsight train`)")
     if workers < 1:
-        raise UsageProblem(f"--workers {workers}: expected >= 1")
+        raise InputError(f"--workers {workers}: expected >= 1")
     token = read_token(token_file)  # fail now, not in a worker, on a bad token file
     cfg = serve_config(
         store,

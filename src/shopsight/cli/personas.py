@@ -1,4 +1,4 @@
-"""CLI commands of shopsight.personas (registered on the main app by shopsight.cli).
+"""Persona commands.
 
 ``shopsight personas``  profiles + segments -> self-contained HTML report (and a saved folder)
 ``shopsight audience``  users most likely to buy a category / item, or lookalikes of a seed list
@@ -12,14 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
-from shopsight.data.store import DEFAULT_STORE
+from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group, read_lines
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import InputError, MissingFileError
 
-
-def _existing(path: Path) -> Path:
-    if not path.exists():
-        raise UsageProblem(f"{path}: no such store (run `shopsight ingest` first)")
-    return path
+app = group()
 
 
 def load_predictor(model_dir: Path | None) -> Any:
@@ -42,7 +39,7 @@ def _model_artifact(model_dir: Path | None) -> Any:
     if model_dir is None:
         return None
     if not (model_dir / "config.json").exists():
-        raise UsageProblem(f"{model_dir}: not a trained model folder (no config.json)")
+        raise MissingFileError(f"{model_dir}: not a trained model folder (no config.json)")
     from shopsight.models.artifact import load_artifact
 
     return load_artifact(model_dir)
@@ -83,19 +80,18 @@ def personas(
     as_json: JsonOpt = False,
 ) -> None:
     """Profiles and segments of every user -> one self-contained HTML report."""
-    from shopsight.data.store import Store
     from shopsight.personas.core import build_personas
     from shopsight.personas.report import export_pngs, write_report
     from shopsight.personas.segments import SegmentConfig
 
     if small not in ("merge", "suppress"):
-        raise UsageProblem(f"--small: expected merge or suppress, got {small!r}")
+        raise InputError(f"--small: expected merge or suppress, got {small!r}")
     if method not in ("kmeans", "hdbscan"):
-        raise UsageProblem(f"--method: expected kmeans or hdbscan, got {method!r}")
+        raise InputError(f"--method: expected kmeans or hdbscan, got {method!r}")
     if projection not in ("pca", "tsne"):
-        raise UsageProblem(f"--projection: expected pca or tsne, got {projection!r}")
+        raise InputError(f"--projection: expected pca or tsne, got {projection!r}")
     if k is not None and k < 1:
-        raise UsageProblem(f"--k: expected >= 1, got {k}")
+        raise InputError(f"--k: expected >= 1, got {k}")
     scfg = SegmentConfig(
         method=method,  # type: ignore[arg-type]
         k=k,
@@ -107,7 +103,7 @@ def personas(
     artifact = _model_artifact(model_dir)
     predictor = load_predictor(model_dir)
     say = (lambda _m: None) if as_json else (lambda m: err.print(m, highlight=False))
-    with Store(_existing(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         p = build_personas(
             st,
             segment_config=scfg,
@@ -156,7 +152,6 @@ def audience(
     as_json: JsonOpt = False,
 ) -> None:
     """Users most likely to buy a category or item, or lookalikes of seed users."""
-    from shopsight.data.store import Store
     from shopsight.personas.audience import (
         category_audience,
         item_audience,
@@ -167,18 +162,18 @@ def audience(
 
     seeds = list(seed_user or [])
     if seed_file is not None:
-        seeds += [ln.strip() for ln in seed_file.read_text().splitlines() if ln.strip()]
+        seeds += read_lines(seed_file)
     chosen = sum(x is not None and x != [] for x in (category, item, seeds or None))
     if chosen != 1:
-        raise UsageProblem("give exactly one of --category, --item, --seed-user/--seed-file")
+        raise InputError("give exactly one of --category, --item, --seed-user/--seed-file")
     if size < 1:
-        raise UsageProblem(f"--size: expected >= 1, got {size}")
+        raise InputError(f"--size: expected >= 1, got {size}")
     if item is not None and model_dir is None:
-        raise UsageProblem("--item: needs --model-dir (recommender scores)")
+        raise InputError("--item: needs --model-dir (recommender scores)")
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
-        raise UsageProblem(f"{out}: expected a .csv or .parquet file name")
+        raise InputError(f"{out}: expected a .csv or .parquet file name")
     artifact = _model_artifact(model_dir)
-    with Store(_existing(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         p = Personas.load(personas_dir) if personas_dir is not None else build_personas(st)
         if category is not None:
             aud = category_audience(p, category, size=size, artifact=artifact, store=st)
@@ -218,9 +213,7 @@ def dashboard(
     if personas_dir is not None:
         p = Personas.load(personas_dir)
     else:
-        from shopsight.data.store import Store
-
-        with Store(_existing(store), read_only=True) as st:
+        with Store(store, read_only=True) as st:
             p = build_personas(st)
     emit({"url": f"http://{host}:{port}/dashboard", "users": len(p)}, as_json)
     if not as_json:

@@ -1,52 +1,34 @@
-"""CLI commands of shopsight.prediction (registered on the main app by shopsight.cli).
+"""``shopsight predict ...``: behaviour prediction.
 
 ``shopsight predict fit``       train a funnel predictor, save it to ``<model-dir>/predictor/``
 ``shopsight predict score``     click / add-to-cart / purchase probabilities for (user, item) pairs
 ``shopsight predict evaluate``  the side-by-side table (multi-task vs LightGBM vs single-task)
 ``shopsight predict rating``    rating RMSE with and without text features
-
-:func:`demo_step` is what ``shopsight demo`` calls: fit a small predictor, report test AUCs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
-from shopsight.data.store import DEFAULT_STORE
+from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import DataError, InputError
 
-if TYPE_CHECKING:
-    from shopsight.data.store import Store
-
-predict_app = typer.Typer(
+app = typer.Typer(
     help="Behaviour prediction: click / add-to-cart / purchase probabilities, ratings.",
     no_args_is_help=True,
 )
-app.add_typer(predict_app, name="predict")
 
-PREDICTOR_SUBDIR = "predictor"
 ModelDirOpt = Annotated[
     Path, typer.Option("--model-dir", help="Model folder; the predictor lives in <dir>/predictor.")
 ]
 ARCH_CHOICES = ("esmm", "mmoe", "shared_bottom")
 
 
-def _existing_store(path: Path) -> Path:
-    if not path.exists():
-        raise UsageProblem(f"{path}: no such store (run `shopsight ingest` or `shopsight demo`)")
-    return path
-
-
-def predictor_dir(model_dir: Path) -> Path:
-    """``<model_dir>/predictor`` when it holds a predictor, else ``model_dir`` itself."""
-    sub = model_dir / PREDICTOR_SUBDIR
-    return sub if sub.is_dir() else model_dir
-
-
-@predict_app.command("fit")
+@app.command("fit")
 @friendly_errors
 def fit_cmd(
     model_dir: ModelDirOpt,
@@ -64,11 +46,10 @@ def fit_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a funnel predictor on the store's impressions; save it under the model folder."""
-    from shopsight.data.store import Store
-    from shopsight.prediction.predictor import FunnelPredictor
+    from shopsight.prediction.predictor import PREDICTOR_SUBDIR, FunnelPredictor
 
     if arch not in ARCH_CHOICES:
-        raise UsageProblem(f"--arch: expected one of {'|'.join(ARCH_CHOICES)}, got {arch!r}")
+        raise InputError(f"--arch: expected one of {'|'.join(ARCH_CHOICES)}, got {arch!r}")
     pred = FunnelPredictor(
         arch,
         epochs=epochs,
@@ -77,7 +58,7 @@ def fit_cmd(
         calibration=calibration,
         seed=seed,
     )
-    with Store(_existing_store(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         if not as_json:
             err.print(f"training {arch} funnel predictor on {store} ...")
         pred.fit(st)
@@ -91,7 +72,7 @@ def fit_cmd(
         )
 
 
-@predict_app.command("score")
+@app.command("score")
 @friendly_errors
 def score_cmd(
     model_dir: ModelDirOpt,
@@ -106,17 +87,16 @@ def score_cmd(
     """Click / add-to-cart / purchase probabilities for (user, item) pairs."""
     from rich.table import Table
 
-    from shopsight.data.store import Store
-    from shopsight.prediction.predictor import FunnelPredictor
+    from shopsight.prediction.predictor import FunnelPredictor, predictor_dir
 
     if len(user) == 1 and len(item) > 1:
         user = user * len(item)
     if len(item) == 1 and len(user) > 1:
         item = item * len(user)
     if len(user) != len(item):
-        raise UsageProblem(f"--user/--item: {len(user)} users but {len(item)} items")
+        raise InputError(f"--user/--item: {len(user)} users but {len(item)} items")
     pred = FunnelPredictor.load(predictor_dir(model_dir))
-    with Store(_existing_store(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         probs = pred.predict(st, user, item, as_of=as_of)
     rows: list[dict[str, Any]] = [
         {"user": u, "item": i, **{t: round(float(p[k]), 6) for t, p in probs.items()}}
@@ -130,7 +110,7 @@ def score_cmd(
         err.print(table)
 
 
-@predict_app.command("evaluate")
+@app.command("evaluate")
 @friendly_errors
 def evaluate_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
@@ -146,19 +126,18 @@ def evaluate_cmd(
     import numpy as np
     from rich.table import Table
 
-    from shopsight.data.store import Store
     from shopsight.prediction.content import item_content
     from shopsight.prediction.evaluate import compare_models
     from shopsight.prediction.examples import build_examples
 
     names = [m.strip() for m in models.split(",") if m.strip()]
-    with Store(_existing_store(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         ex, vocab = build_examples(st)
         if max_examples is not None and len(ex) > max_examples:
             ex = ex.take(np.arange(len(ex) - max_examples, len(ex)))
         content, source = item_content(st, vocab)
     if len(ex) < 50:
-        raise UsageProblem(f"{store}: only {len(ex)} impressions (view events) to learn from")
+        raise DataError(f"{store}: only {len(ex)} impressions (view events) to learn from")
     report = compare_models(ex, vocab, content, models=names, epochs=epochs, seed=seed)
     report["content_source"] = source
     emit(report, as_json)
@@ -176,7 +155,7 @@ def evaluate_cmd(
         err.print(table)
 
 
-@predict_app.command("rating")
+@app.command("rating")
 @friendly_errors
 def rating_cmd(
     store: StoreOpt = Path(DEFAULT_STORE),
@@ -185,55 +164,11 @@ def rating_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Rating RMSE / MAE: global mean vs biases only vs biases + text and content features."""
-    from shopsight.data.store import Store
     from shopsight.prediction.rating import evaluate_rating
 
-    with Store(_existing_store(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         report = evaluate_rating(st, test_fraction=test_fraction, seed=seed)
     emit(report, as_json)
     if not as_json:
         for name, m in report["models"].items():
             err.print(f"{name:12s} RMSE {m['rmse']:.4f}  MAE {m['mae']:.4f}")
-
-
-def demo_step(
-    store: Store, out_dir: Path, *, max_examples: int = 30_000, epochs: int = 2
-) -> dict[str, Any]:
-    """Fit a small ESMM predictor on the latest impressions; test AUC per task; save it.
-
-    The predictor trains on the first 80% (by time) of the latest ``max_examples`` impressions,
-    calibrates on the next 10% and is scored on the last 10%; it is saved to
-    ``out_dir/predictor``.
-    """
-    import numpy as np
-
-    from shopsight.prediction.calibration import task_metrics
-    from shopsight.prediction.content import item_content
-    from shopsight.prediction.examples import build_examples, temporal_split
-    from shopsight.prediction.predictor import FunnelPredictor
-
-    ex, vocab = build_examples(store)
-    if len(ex) < 50:
-        raise UsageProblem(f"{store.path}: only {len(ex)} impressions (view events) to learn from")
-    if len(ex) > max_examples:
-        ex = ex.take(np.arange(len(ex) - max_examples, len(ex)))
-    content, source = item_content(store, vocab)
-    tr, va, te = temporal_split(ex.ts)
-    pred = FunnelPredictor("esmm", epochs=epochs, content=source)
-    pred.content_source_ = source
-    pred.fit_examples(ex.take(tr), ex.take(va), vocab, content)
-    test = ex.take(te)
-    probs = pred.predict_examples(test)
-    metrics = {t: task_metrics(test.labels[t], probs[t], test.users) for t in probs}
-    path = pred.save(Path(out_dir) / PREDICTOR_SUBDIR)
-    return {
-        "predictor": str(path),
-        "arch": "esmm",
-        "n_train": len(tr),
-        "n_test": len(te),
-        "content": source,
-        "auc": {t: round(m["auc"], 4) for t, m in metrics.items()},
-        "gauc": {t: round(m["gauc"], 4) for t, m in metrics.items()},
-        "ece": {t: round(m["ece"], 4) for t, m in metrics.items()},
-        "train_seconds": round(pred.info_["train_seconds"], 2),
-    }

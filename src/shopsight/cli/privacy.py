@@ -1,10 +1,11 @@
-"""CLI commands of shopsight.privacy (registered on the main app by shopsight.cli).
+"""Privacy commands.
 
 - ``shopsight forget USER --store PATH [--feature-cache DIR] [--path P ...]``
 - ``shopsight pseudonymize --store PATH`` (convert a raw-id store), ``--id RAW`` (print
   pseudonyms), ``--recover PSEUDONYM --candidates FILE`` (raw ids, needs the key)
 - ``shopsight export TABLE --store PATH --out FILE`` (user ids pseudonymised by default)
-- ``shopsight dp-train --store PATH --out DIR --dp-epsilon 4`` (DP-SGD BPR, epsilon reported)
+- ``shopsight dp-train --store PATH --out DIR --dp-epsilon 4`` (``dp``, or ``--model dp_bpr``;
+  epsilon and delta spent reported)
 """
 
 from __future__ import annotations
@@ -14,22 +15,21 @@ from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import (
+from shopsight.cli._common import (
     JsonOpt,
+    SetOpt,
     StoreOpt,
-    UsageProblem,
-    app,
     emit,
     err,
     friendly_errors,
+    group,
+    read_lines,
+    require_file,
 )
-from shopsight.data.store import DEFAULT_STORE, Store, StoreError
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import DataError, InputError
 
-
-def _existing(store: Path) -> Path:
-    if not store.exists():
-        raise StoreError(f"{store}: no such store")
-    return store
+app = group()
 
 
 @app.command()
@@ -55,9 +55,8 @@ def forget(
         default = store.with_name(store.name + ".features")
         cache = default if default.exists() else None
     for p in path or []:
-        if not p.exists():
-            raise UsageProblem(f"{p}: no such file or folder")
-    with Store(_existing(store)) as st:
+        require_file(p, "file or folder")
+    with Store(store, create=False) as st:
         report = forget_users(st, user, feature_cache=cache, extra_paths=list(path or []))
     emit(report, as_json)
     if not as_json:
@@ -100,20 +99,19 @@ def pseudonymize(
     from shopsight.privacy.pseudonym import Pseudonymizer, load_key
 
     if store is None and not id_ and not recover:
-        raise UsageProblem("pseudonymize: give --store, --id or --recover")
+        raise InputError("pseudonymize: give --store, --id or --recover")
     if recover and candidates is None:
-        raise UsageProblem("--recover: needs --candidates FILE (the shop's own raw ids)")
+        raise InputError("--recover: needs --candidates FILE (the shop's own raw ids)")
     pz = Pseudonymizer(load_key(key_file, create=store is not None or bool(id_)))
     result: dict[str, Any] = {"key_id": pz.key_id}
     if id_:
         result["pseudonyms"] = {r: pz(r) for r in id_}
     if recover:
         assert candidates is not None
-        lines = candidates.read_text(encoding="utf-8").splitlines()
-        found = pz.recover(recover, (x.strip() for x in lines if x.strip()))
+        found = pz.recover(recover, read_lines(candidates))
         result["recovered"] = {p: found.get(p) for p in recover}
     if store is not None:
-        with Store(_existing(store)) as st:
+        with Store(store, create=False) as st:
             result["store"] = pseudonymize_store(st, pz)
     emit(result, as_json)
     if not as_json:
@@ -135,7 +133,7 @@ def export(
     """Export a table with user ids pseudonymised (the default for everything leaving the store)."""
     from shopsight.privacy.exports import export_table
 
-    with Store(_existing(store), read_only=True) as st:
+    with Store(store, read_only=True) as st:
         result = export_table(st, table, out, raw_ids=raw_ids)
     emit(result, as_json)
     if not as_json:
@@ -149,51 +147,125 @@ def dp_train(
     out: Annotated[Path, typer.Option("--out", help="Folder for the trained model.")] = Path(
         "model"
     ),
+    model_name: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="dp: EASE on a noisy item-item Gram, user-level by default; "
+            "dp_bpr: BPR with DP-SGD, one interaction as the unit.",
+        ),
+    ] = "dp",
     dp_epsilon: Annotated[
-        float | None, typer.Option("--dp-epsilon", help="Target epsilon (omit: not private).")
+        float,
+        typer.Option(
+            "--dp-epsilon",
+            help="Target epsilon. Omitted: 4, the default budget (omitting it never turns "
+            "privacy off; --no-dp does).",
+        ),
     ] = 4.0,
     dp_delta: Annotated[
-        float | None, typer.Option("--dp-delta", help="Target delta (default 1/(10 n)).")
+        float | None,
+        typer.Option("--dp-delta", help="Target delta (default 1/(10 n), n privacy units)."),
     ] = None,
-    max_grad_norm: Annotated[
-        float, typer.Option("--max-grad-norm", help="Per-example clipping bound.")
-    ] = 1.0,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit", help="dp: privacy unit, user (all of a user's data, default) or interaction."
+        ),
+    ] = None,
+    max_items_per_user: Annotated[
+        int | None,
+        typer.Option("--max-items-per-user", help="dp: items a user contributes (default 32)."),
+    ] = None,
     no_dp: Annotated[
-        bool, typer.Option("--no-dp", help="Same trainer without clipping or noise.")
+        bool,
+        typer.Option("--no-dp", help="Same model without noise: NOT private (a reference)."),
     ] = False,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    factors: Annotated[int, typer.Option(help="Latent factors.")] = 32,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Expected batch size.")] = 2048,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    set_: SetOpt = None,
+    max_grad_norm: Annotated[
+        float | None, typer.Option("--max-grad-norm", help="dp_bpr: per-example clipping bound.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="dp_bpr: epochs.")] = None,
+    factors: Annotated[int | None, typer.Option(help="dp_bpr: latent factors.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="dp_bpr: expected batch size.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="dp_bpr: learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (the noise drawn).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train BPR-MF with DP-SGD (Opacus) on the store and report the epsilon spent."""
+    """Train a differentially private recommender and report the (epsilon, delta) spent."""
+    from shopsight.config import parse_overrides
     from shopsight.data.dataset import Dataset
-    from shopsight.models.artifact import save_artifact
-    from shopsight.privacy.dp import DPBPR, DPConfig
+    from shopsight.models.artifact import privacy_line, save_artifact
+    from shopsight.models.base import Recommender
+    from shopsight.models.registry import create_model
 
-    dp = (
-        None if no_dp else DPConfig(epsilon=dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm)
-    )
-    model = DPBPR.from_config(
-        dp, factors=factors, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
-    )
-    with Store(_existing(store), read_only=True) as st:
+    bpr_only = {
+        "--max-grad-norm": max_grad_norm,
+        "--epochs": epochs,
+        "--factors": factors,
+        "--batch-size": batch_size,
+        "--lr": lr,
+    }
+    extra = parse_overrides(set_)
+    model: Recommender
+    if model_name == "dp":
+        given = [k for k, v in bpr_only.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: options of --model dp_bpr, not dp")
+        unit = unit or "user"
+        if unit not in ("user", "interaction"):
+            raise InputError(f"--unit {unit!r}: expected user or interaction")
+        params: dict[str, Any] = {
+            "epsilon": None if no_dp else dp_epsilon,
+            "delta": dp_delta,
+            "unit": unit,
+            "seed": seed,
+            **({"max_items_per_user": max_items_per_user} if max_items_per_user else {}),
+            **extra,
+        }
+        try:
+            model = create_model("dp", **params)
+        except TypeError as exc:
+            raise InputError(f"--set: {exc}") from None
+    elif model_name == "dp_bpr":
+        from shopsight.privacy.dp import DPBPR, DPConfig
+
+        if (unit != "user" and unit != "interaction") or max_items_per_user is not None:
+            raise InputError("--unit / --max-items-per-user: options of --model dp, not dp_bpr")
+        dp = (
+            None
+            if no_dp
+            else DPConfig(
+                epsilon=dp_epsilon,
+                delta=dp_delta,
+                max_grad_norm=1.0 if max_grad_norm is None else max_grad_norm,
+            )
+        )
+        model = DPBPR.from_config(
+            dp,
+            factors=factors or 32,
+            epochs=epochs or 10,
+            batch_size=batch_size or 2048,
+            lr=lr or 0.01,
+            seed=seed,
+        )
+        if extra:
+            model.set_params(**extra)
+    else:
+        raise InputError(f"--model {model_name!r}: expected dp or dp_bpr")
+    with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
         fingerprint = st.fingerprint()
     if len(ds) == 0:
-        raise UsageProblem(f"{store}: no interactions to train on")
+        raise DataError(f"{store}: no interactions to train on")
     model.fit(ds)
     save_artifact(model, ds, out, seed=seed, store_fingerprint=fingerprint)
-    result = {"model": model.name, "out": str(out), "privacy": model.privacy_}
+    privacy = model.privacy_  # type: ignore[attr-defined]
+    result = {"model": model.name, "out": str(out), "privacy": privacy}
     emit(result, as_json)
     if not as_json:
-        p = model.privacy_
-        if p["private"]:
-            err.print(
-                f"saved {out}: epsilon spent {p['epsilon']:.3f} (delta {p['delta']:.2g}, "
-                f"sigma {p['noise_multiplier']:.3f}, {p['steps']} steps)"
-            )
-        else:
-            err.print(f"saved {out}: not private")
+        err.print(f"saved {model.name} to {out}: {privacy_line(privacy)}")
+        if privacy["private"]:
+            err.print(f"  noise multiplier {privacy['noise_multiplier']:.3f}")

@@ -1,4 +1,4 @@
-"""CLI commands of shopsight.explain (registered on the main app by shopsight.cli)."""
+"""``shopsight explain``: a user's recommendations, each with its reason."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from shopsight.cli import JsonOpt, StoreOpt, UsageProblem, app, emit, err, friendly_errors
-from shopsight.data.store import DEFAULT_STORE, StoreError
+from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group
+from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import InputError
+
+app = group()
 
 
 def user_history(store: Any, user_id: str) -> tuple[list[str], list[str], list[float]]:
@@ -64,16 +67,13 @@ def explain(
     from rich.table import Table
 
     import shopsight.models.quantize  # noqa: F401  (registers quantised models for loading)
-    from shopsight.data.store import Store
     from shopsight.explain.items import explain_items
     from shopsight.models.artifact import load_artifact
 
     if k < 1 or top < 1:
-        raise UsageProblem(f"-k {k} / --top {top}: expected integers >= 1")
+        raise InputError(f"-k {k} / --top {top}: expected integers >= 1")
     if method not in ("loo", "gradient"):
-        raise UsageProblem(f"--method: expected loo or gradient, got {method!r}")
-    if not store.exists():
-        raise StoreError(f"{store}: no such store (run `shopsight ingest --store {store} FILE...`)")
+        raise InputError(f"--method: expected loo or gradient, got {method!r}")
     art = load_artifact(model)
     with Store(store, read_only=True) as st:
         hist_ids, events, weights = user_history(st, user)

@@ -1,0 +1,5 @@
+"""``python -m shopsight.cli``."""
+
+from shopsight.cli import main
+
+main()
