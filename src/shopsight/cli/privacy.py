@@ -232,8 +232,11 @@ def dp_train(
     elif model_name == "dp_bpr":
         from shopsight.privacy.dp import DPBPR, DPConfig
 
-        if (unit != "user" and unit != "interaction") or max_items_per_user is not None:
-            raise InputError("--unit / --max-items-per-user: options of --model dp, not dp_bpr")
+        if unit not in (None, "interaction") or max_items_per_user is not None:
+            raise InputError(
+                "--unit / --max-items-per-user: options of --model dp (dp_bpr's unit is one "
+                "interaction)"
+            )
         dp = (
             None
             if no_dp
