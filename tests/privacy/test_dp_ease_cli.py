@@ -36,6 +36,7 @@ def test_health_shows_the_budget_and_cold_users_get_private_popularity(
     with TestClient(create_app(raw_store, dp_model_dir)) as client:
         health = client.get("/health").json()
         assert health["privacy"] == art.privacy
+        assert client.get("/status").json()["privacy"] == art.privacy
         cold = client.get("/recommend/nobody-at-all?k=5").json()
     expected = art.item_ids[np.argsort(-art.model.item_popularity_, kind="stable")[:5]]
     assert [r["item_id"] for r in cold["items"]] == expected.tolist()
@@ -46,6 +47,12 @@ def test_a_non_private_model_reports_no_budget(raw_store: Path, tmp_path: Path) 
         ds = Dataset.from_store(st)
     d = save_artifact(create_model("ease").fit(ds), ds, tmp_path / "ease")
     assert load_artifact(d).privacy is None
+    from fastapi.testclient import TestClient
+
+    from shopsight.serving.app import create_app
+
+    with TestClient(create_app(raw_store, d)) as client:
+        assert "privacy" not in client.get("/health").json()  # unchanged for other models
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

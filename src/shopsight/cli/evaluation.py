@@ -83,7 +83,10 @@ def tune(
     protocol: Annotated[
         str, typer.Option(help="Protocol for the validation split.")
     ] = "random-811",
-    study: Annotated[Path | None, typer.Option(help="Study file (resumable).")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study file or Optuna storage URL (sqlite:///x.db); resumable."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Best config (YAML) for train.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

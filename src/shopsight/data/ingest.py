@@ -72,6 +72,8 @@ class FileReport:
     error: str | None = None
     seconds: float = 0.0
     ingest_id: int | None = None
+    # Incremental database reads: {"column", "from" (exclusive), "to" (highest value read)}.
+    watermark: dict[str, str | None] | None = None
     # rows made from other rows (reviews -> review events): how many in, how many merged
     derived: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -146,12 +148,17 @@ class _FileIngest:
         source: str,
         fingerprint: str,
         pseudonymize: bool = False,
+        match_raw: bool = False,
     ) -> None:
         self.conn = conn
         self.pseudonymize = pseudonymize
-        # Quarantine rows already recorded for this exact file are not recorded twice.
+        # Quarantine rows already recorded for this exact file are not recorded twice. A file
+        # is the same when its bytes are (same fingerprint), and a row by its line; a database
+        # source keeps one fingerprint and its rows move between reads, so ``match_raw``
+        # recognises a row by its raw record instead.
+        self.same_row = "s.raw IS NOT DISTINCT FROM c.raw" if match_raw else "s.line = c.line"
         conn.execute(
-            """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason
+            """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason, q.raw
             FROM quarantine q JOIN ingest_log l USING (ingest_id) WHERE l.fingerprint = ?""",
             [fingerprint],
         )
@@ -277,7 +284,7 @@ class _FileIngest:
         self.conn.execute(
             f"""INSERT INTO quarantine SELECT ?, ?, ?, line, reason, raw
             FROM {chk} c WHERE reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM _seen_q s
-                WHERE s.target = ? AND s.line = c.line AND s.reason = c.reason)""",
+                WHERE s.target = ? AND {self.same_row} AND s.reason = c.reason)""",
             [self.ingest_id, target, self.source, target],
         )
         key_col = schema.KEY_COLUMN[target]
@@ -448,15 +455,13 @@ def ingest_file(
     :func:`shopsight.privacy.pseudonym.store_pseudonymizer`) user ids are stored as keyed
     pseudonyms and raw ids are redacted from quarantined raw text.
     """
-    from shopsight.privacy.pseudonym import mark_store_pseudonymized, store_pseudonymizer
+    from shopsight.privacy.pseudonym import store_pseudonymizer
 
     path = Path(path)
     pz = store_pseudonymizer(store, pseudonymizer)
     report = FileReport(source=str(path))
     t0 = time.perf_counter()
-    started = datetime.now(UTC).replace(tzinfo=None)
     options = options or ReadOptions()
-    conn = store.conn
     try:
         fmt = get_format(format) if format else detect_format(path)
         report.format = fmt.name
@@ -464,6 +469,40 @@ def ingest_file(
         sources = fmt.stage(path, options)
         if not sources:
             raise FormatError(f"{path}: no rows found for format {fmt.name}")
+        ingest_staged(store, report, fingerprint, sources, pz)
+    except FormatError as exc:
+        report.error = str(exc)
+        _safe_cleanup(store.conn)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        report.error = f"{path}: cannot read: {exc}"
+        _safe_cleanup(store.conn)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def ingest_staged(
+    store: Store,
+    report: FileReport,
+    fingerprint: str,
+    sources: Sequence[StagedSource],
+    pz: Pseudonymizer | None,
+    watermark: tuple[str, str | None] | None = None,
+    match_raw: bool = False,
+) -> None:
+    """Move one source's staged rows into the store in one transaction, filling ``report``.
+
+    ``report.source`` and ``report.format`` name the source in the log and quarantine;
+    ``match_raw``: a quarantined row already recorded under ``fingerprint`` is recognised by
+    its raw record rather than its line (database sources).
+    ``watermark``: (column, highest value read) of an incremental database read, kept in
+    ``ingest_log`` so the next run reads only newer rows. A DuckDB failure sets
+    ``report.error`` and leaves the store as it was.
+    """
+    from shopsight.privacy.pseudonym import mark_store_pseudonymized
+
+    conn = store.conn
+    started = datetime.now(UTC).replace(tzinfo=None)
+    try:
         with store.transaction():
             _ensure_empty_staging(conn)
             row = fetch_one(conn, "SELECT nextval('ingest_id_seq')")
@@ -473,7 +512,9 @@ def ingest_file(
             if pz is not None:
                 _register_pseudonymizer(conn, pz)
                 mark_store_pseudonymized(store, pz)
-            fi = _FileIngest(conn, ingest_id, str(path), fingerprint, pseudonymize=pz is not None)
+            fi = _FileIngest(
+                conn, ingest_id, report.source, fingerprint, pseudonymize=pz is not None
+            )
             for src in sources:
                 c = fi.run(src)
                 report.tables.setdefault(src.target, TableCounts()).add(c)
@@ -486,34 +527,32 @@ def ingest_file(
             _drop_temp_tables(conn)
             finished = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(
-                "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO ingest_log ({', '.join(schema.column_names('ingest_log'))}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     ingest_id,
-                    str(path),
+                    report.source,
                     fingerprint,
-                    fmt.name,
+                    report.format,
                     report.read,
                     report.stored,
                     report.duplicates,
                     report.quarantined,
                     started,
                     finished,
+                    None if watermark is None else watermark[0],
+                    None if watermark is None else watermark[1],
                 ],
             )
-    except FormatError as exc:
-        report.error = str(exc)
-        _safe_cleanup(conn)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        report.error = f"{path}: cannot read: {exc}"
-        _safe_cleanup(conn)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        report.error = f"{path}: not readable as {report.format or 'the detected format'}: {first}"
+        report.error = (
+            f"{report.source}: not readable as {report.format or 'the detected format'}: {first}"
+        )
         _safe_cleanup(conn)
-    if pz is not None:
-        _unregister_pseudonymizer(conn)
-    report.seconds = time.perf_counter() - t0
-    return report
+    finally:
+        if pz is not None:
+            _unregister_pseudonymizer(conn)
 
 
 def derived_lines(report: IngestReport) -> list[str]:
@@ -553,10 +592,15 @@ def ingest_files(
 
     ``pseudonymizer``: store keyed pseudonyms instead of raw user ids (see :func:`ingest_file`).
     """
+    from shopsight.progress import task
+
     report = IngestReport()
-    for p in paths:
-        fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
-        report.files.append(fr)
-        if progress is not None:
-            progress(fr)
+    with task("ingest", total=len(paths)) as bar:
+        for p in paths:
+            bar.update(info=Path(p).name)
+            fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
+            report.files.append(fr)
+            bar.advance(1, info=f"{Path(p).name}: {fr.stored:,} stored")
+            if progress is not None:
+                progress(fr)
     return report

@@ -147,6 +147,9 @@ INGEST_LOG = pa.schema(
         pa.field("quarantined", pa.int64(), nullable=False),
         pa.field("started_at", pa.timestamp("us"), nullable=False),
         pa.field("finished_at", pa.timestamp("us"), nullable=False),
+        # Incremental database reads: the watermark column and the highest value read so far.
+        pa.field("watermark_column", pa.string()),
+        pa.field("watermark", pa.string()),
     ]
 )
 

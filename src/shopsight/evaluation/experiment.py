@@ -371,41 +371,47 @@ class Experiment:
         if feats is None and any(m == "diversity" for m in p.metrics):
             feats = category_features(dataset)
         segments = self._segments(dataset)
-        for seed in self.seeds:
-            # (a protocol that pins its split seed gives the same split for every seed: then
-            # only the models' seeds vary between runs)
-            splits = p.make_splits(dataset, seed, lineage)
-            for f, split in enumerate(splits):
-                run_id = f"seed={seed}" + (f"/fold={f + 1}" if len(splits) > 1 else "")
-                self._say(f"{p.name} {run_id}: split {split.sizes()}")
-                train, valid, test = dataset.split(split)
-                for spec, label in zip(self.specs, labels, strict=True):
-                    rec = self._run_one(
-                        spec,
-                        label,
-                        run_id,
-                        seed,
-                        split,
-                        dataset,
-                        train,
-                        valid,
-                        test,
-                        feats,
-                        segments,
-                        paired[label],
-                        slice_acc[label],
-                    )
-                    runs.append(rec)
-                    self._say(
-                        f"  {label}: "
-                        + ", ".join(
-                            f"{k}={v:.4f}"
-                            for k, v in rec.get("metrics", {}).items()
-                            if isinstance(v, float)
+        from shopsight.progress import task
+
+        with task(f"evaluate {p.name}", total=len(self.seeds) * len(labels)) as bar:
+            for seed in self.seeds:
+                # (a protocol that pins its split seed gives the same split for every seed: then
+                # only the models' seeds vary between runs)
+                splits = p.make_splits(dataset, seed, lineage)
+                if len(splits) > 1 and seed == self.seeds[0]:
+                    bar.update(total=len(self.seeds) * len(splits) * len(labels))
+                for f, split in enumerate(splits):
+                    run_id = f"seed={seed}" + (f"/fold={f + 1}" if len(splits) > 1 else "")
+                    self._say(f"{p.name} {run_id}: split {split.sizes()}")
+                    train, valid, test = dataset.split(split)
+                    for spec, label in zip(self.specs, labels, strict=True):
+                        rec = self._run_one(
+                            spec,
+                            label,
+                            run_id,
+                            seed,
+                            split,
+                            dataset,
+                            train,
+                            valid,
+                            test,
+                            feats,
+                            segments,
+                            paired[label],
+                            slice_acc[label],
                         )
-                        if "metrics" in rec
-                        else f"  {label}: error: {rec.get('error')}"
-                    )
+                        runs.append(rec)
+                        bar.advance(1, info=f"{label} {run_id}")
+                        self._say(
+                            f"  {label}: "
+                            + ", ".join(
+                                f"{k}={v:.4f}"
+                                for k, v in rec.get("metrics", {}).items()
+                                if isinstance(v, float)
+                            )
+                            if "metrics" in rec
+                            else f"  {label}: error: {rec.get('error')}"
+                        )
         metric_names = _ordered_metrics(runs)
         summary = self._summarize(labels, metric_names, runs, paired)
         slices = {
