@@ -272,6 +272,7 @@ class Deployment:
             "content_modalities": sorted(self.content.vectors) if self.content else [],
             "predictor": self.predictor is not None,
             "personas": self.personas is not None,
+            "privacy": self.artifact.privacy,
         }
 
 
