@@ -37,6 +37,13 @@ def evaluate(
             "published figures are shown beside ours only on the same dataset.",
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a model parameter: MODEL.KEY=VALUE, e.g. dp.epsilon=8 (repeatable).",
+        ),
+    ] = None,
     nproc: NprocOpt = 1,
     nnodes: NnodesOpt = 1,
     node_rank: NodeRankOpt = 0,
@@ -71,6 +78,7 @@ def evaluate(
             "out": str(out.resolve()) if out else None,
             "dataset_name": dataset_name,
             "quiet": as_json,
+            "sets": list(set_ or []),
         },
         launch,
     )

@@ -137,6 +137,7 @@ def evaluate_job(kw: dict[str, Any], ctx: D.DistContext) -> dict[str, Any]:
             out=kw.get("out") if ctx.is_main else None,
             progress=progress,
             dataset_name=kw.get("dataset_name"),
+            sets=kw.get("sets") or None,
         )
     result["world_size"] = ctx.world_size
     return result
