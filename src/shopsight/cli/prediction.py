@@ -126,12 +126,10 @@ def evaluate_cmd(
     import numpy as np
     from rich.table import Table
 
+    from shopsight.data.support import require_funnel
     from shopsight.prediction.content import item_content
     from shopsight.prediction.evaluate import compare_models
-    from shopsight.prediction.examples import build_examples
-
-    from shopsight.data.support import require_funnel
-    from shopsight.prediction.examples import TASKS
+    from shopsight.prediction.examples import TASKS, build_examples
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     with Store(store, read_only=True) as st:

@@ -580,6 +580,8 @@ def _user_texts(store: Store, ids: Sequence[str]) -> set[str]:
 def _still_used(store: Store, texts: set[str]) -> set[str]:
     """Of ``texts``, those another user also wrote (their cached vectors are not personal)."""
     used: set[str] = set()
+    if not texts:  # (DuckDB's executemany refuses an empty list)
+        return used
     for table, cols in (("events", ("query",)), ("reviews", ("summary", "text"))):
         if not store.has_table(table):
             continue
