@@ -7,7 +7,7 @@ and the Diginetica view sample into MariaDB (the first 10,000 rows; its ``NA`` u
 then runs the CLI: a first ingest, an incremental one after inserting the remaining rows, and a
 re-run. Needs ../shared/data.
 
-    PYTHONPATH=src python bench/ingest_database.py [--out result.json]
+    PYTHONPATH=src python bench/ingest_database.py   # -> bench/results/ingest_database.json
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def run_mariadb(store: Path) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ingest_database.json")
     args = ap.parse_args()
     if not DATA.exists():
         raise SystemExit(f"needs {DATA} (the public datasets)")

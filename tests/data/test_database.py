@@ -225,3 +225,36 @@ def test_database_url_errors(tmp_path: Path) -> None:
         assert "secret" not in str(exc.value)
         with pytest.raises(DatabaseError, match="--table"):
             ingest_database(st, "mysql://u@127.0.0.1:1/db")
+
+
+def test_cli_ingest_from_postgres(pg_url: str, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    _pg(pg_url, "CREATE TABLE clicks (who TEXT, what TEXT, at TIMESTAMP)")
+    _pg(
+        pg_url,
+        "INSERT INTO clicks VALUES ($1, $2, CAST($3 AS TIMESTAMP))",
+        [("a", "x", "2024-05-01 10:00:00"), ("b", "y", "2024-05-01 11:00:00")],
+    )
+    cmd = [
+        sys.executable, "-m", "shopsight.cli", "ingest", "--store", str(tmp_path / "s.duckdb"),
+        "--from", pg_url, "--table", "clicks", "--map", "user_id=who,item_id=what,timestamp=at",
+        "--default", "event_type=click", "--target", "events", "--watermark", "at", "--json",
+    ]  # fmt: skip
+    env = dict(os.environ)
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    f1, f2 = json.loads(first.stdout)["files"][0], json.loads(again.stdout)["files"][0]
+    assert (f1["read"], f1["stored"]) == (2, 2)
+    assert (f2["read"], f2["stored"]) == (0, 0)
+    assert f2["watermark"] == {
+        "column": "at",
+        "from": "2024-05-01 11:00:00",
+        "to": "2024-05-01 11:00:00",
+    }
+    bad = subprocess.run(
+        [*cmd[:-1], "--format", "csv"], capture_output=True, text=True, env=env, check=False
+    )
+    assert bad.returncode == 2 and "--format applies to files" in bad.stderr
+    assert "Traceback" not in bad.stderr

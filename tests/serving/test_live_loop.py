@@ -119,6 +119,15 @@ def test_read_only_server_spools_impressions(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     assert pq.read_table(files[0]).column("item_id").to_pylist() == ["a", "b"]
+    # The report reads the spool beside the table.
+    with Store(path) as st:
+        st.conn.execute(
+            "INSERT INTO events VALUES (1, 'u1', 'b', 'click', now()::TIMESTAMP, false, NULL, "
+            "NULL, NULL, 'api', 1)"
+        )
+        rep = online_report(st, pseudonymize=_pz)
+    assert rep["impressions"] == 2
+    assert rep["groups"][0]["ctr"]["value"] == pytest.approx(1 / 2)
 
 
 # ----------------------------------------------------------------------------------- report
@@ -148,10 +157,11 @@ def _store_with(
     st.conn.executemany(
         "INSERT INTO impressions VALUES (?, ?, ?, 'user', ?, ?, 'v1', 'model', ?, ?)", imps
     )
-    st.conn.executemany(
-        "INSERT INTO events VALUES (hash(?), ?, ?, ?, ?, false, NULL, NULL, ?, 'api', 1)",
-        [(str(e), *e) for e in events],
-    )
+    if events:
+        st.conn.executemany(
+            "INSERT INTO events VALUES (hash(?), ?, ?, ?, ?, false, NULL, NULL, ?, 'api', 1)",
+            [(str(e), *e) for e in events],
+        )
     st.conn.execute(
         "INSERT INTO items (item_id, item_key, source, line) "
         "SELECT 'i' || x, x, 't', x FROM range(10) t(x)"
@@ -292,8 +302,8 @@ def test_ab_test_on_the_simulated_shop_finds_the_better_model(
             served = client.get("/online/report", headers=bearer)
             page = client.get("/online", headers=bearer)
             unauthorised = client.get("/online/report").status_code
-            again = client.get(f"/recommend/{sim.humans()[0]}").json()  # sticky variant
-            again2 = client.get(f"/recommend/{sim.humans()[0]}").json()
+            again = client.get(f"/recommend/{sim.humans()[0]}", headers=bearer).json()  # sticky
+            again2 = client.get(f"/recommend/{sim.humans()[0]}", headers=bearer).json()
     finally:
         proc.terminate()  # a clean shutdown flushes the impression log
         proc.wait(timeout=30)
@@ -368,3 +378,50 @@ def test_serve_rejects_bad_variant_options(ab_shop: dict[str, Path]) -> None:
         out = subprocess.run(base + extra, capture_output=True, text=True, env=env)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_online_report_without_engagement_says_so(tmp_path: Path) -> None:
+    t = datetime(2026, 1, 1, 12, 0, 0)
+    imps = [
+        ("r1", t, _pz("u1"), "a", "ease", "i1", 1),
+        ("r2", t, _pz("u2"), "b", "popularity", "i2", 1),
+    ]
+    with _store_with(tmp_path, imps, []) as st:
+        rep = online_report(st, pseudonymize=_pz)
+    assert rep["notes"] and "no click/add_to_cart/purchase" in rep["notes"][0]
+    for m in ("ctr", "conversion", "revenue_per_impression"):
+        assert "undefined" in rep["ab"]["comparisons"][0][m]
+
+
+def test_forget_removes_a_users_impressions(tmp_path: Path) -> None:
+    from shopsight.privacy.forget import forget_user
+
+    t = datetime(2026, 1, 1, 12, 0, 0)
+    imps = [("r1", t, _pz("u1"), "a", "ease", "i1", 1), ("r2", t, _pz("u2"), "a", "ease", "i1", 1)]
+    events = [("u1", "i1", "click", t + timedelta(minutes=1), None)]
+    with _store_with(tmp_path, imps, events) as st:
+        forget_user(st, "u1", rewrite=False)
+        left = st.arrow("SELECT user_id FROM impressions").column("user_id").to_pylist()
+    assert left == [_pz("u2")]
+
+
+def test_variants_in_process_reload_refused_and_batch_per_variant(
+    ab_shop: dict[str, Path],
+) -> None:
+    from serving_support import ThreadServer
+
+    from shopsight.serving.app import create_app
+
+    specs = parse_variants([f"a={ab_shop['ease']}", f"b={ab_shop['pop']}"], "50/50")
+    app = create_app(ab_shop["store"], ab_shop["ease"], token=TOKEN, variants=specs)
+    exp = app.state.runtime.experiment
+    users = [f"u{i:04d}" for i in range(1, 41)]
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    with ThreadServer(app) as srv, httpx.Client(base_url=srv.url, timeout=60) as client:
+        r = client.post("/admin/reload", json={"wait": True}, headers=bearer)
+        assert r.status_code == 409 and "A/B test" in r.text
+        batch = client.post("/recommend", json={"user_ids": users, "k": 5}, headers=bearer).json()
+    versions = {v: exp.deployments[v].version for v in ("a", "b")}
+    for u, res in zip(users, batch["results"], strict=True):
+        assert res["model_version"] == versions[exp.assign(u)]  # each user from their variant
+    assert {exp.assign(u) for u in users} == {"a", "b"}

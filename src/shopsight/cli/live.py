@@ -105,7 +105,10 @@ def online_report_cmd(
         emit(report, True)
         return
     names = {"ctr": f"CTR@{k}", "conversion": "conversion", "revenue_per_impression": "rev/imp"}
-    table = Table("variant", "model", "version", "users", "impressions", *names.values())
+    engaged = not report["notes"]
+    # A metric nothing was credited to would be a column of zeros: left out, and said so.
+    shown = [m for m in METRICS if any(g[m]["value"] > 0 for g in report["groups"])]
+    table = Table("variant", "model", "version", "users", "impressions", *(names[m] for m in shown))
     table.add_column("coverage")
     table.add_column("novelty")
     for g in report["groups"]:
@@ -115,19 +118,29 @@ def online_report_cmd(
             g["model_version"],
             f"{g['users']:,}",
             f"{g['impressions']:,}",
-            *(f"{g[m]['value']:.4f} [{g[m]['lo']:.4f}, {g[m]['hi']:.4f}]" for m in METRICS),
+            *(f"{g[m]['value']:.4f} [{g[m]['lo']:.4f}, {g[m]['hi']:.4f}]" for m in shown),
             f"{g['coverage']:.3f}",
             f"{g['novelty']:.2f}",
         )
     err.print(table)
+    for note in report["notes"]:
+        err.print(f"note: {note}")
+    if engaged:
+        for m in METRICS:
+            if m not in shown:
+                err.print(f"{names[m]}: 0 in every group (nothing credited), column left out")
     ab = report.get("ab")
     if not ab:
         err.print("no A/B test: fewer than two variants were logged")
-    else:
+    elif engaged:
         t = Table("variant", "metric", "lift [95% CI]", "p-value", "users needed / variant")
+        undefined: list[str] = []
         for c in ab["comparisons"]:
             for m in METRICS:
                 r = c[m]
+                if "undefined" in r:
+                    undefined.append(f"{c['variant']} {names[m]}: {r['undefined']}")
+                    continue
                 t.add_row(
                     c["variant"],
                     names[m],
@@ -137,5 +150,7 @@ def online_report_cmd(
                 )
         err.print(f"A/B test against {ab['control']} ({ab['control_model']}); * p < 0.05")
         err.print(t)
+        for line in undefined:
+            err.print(line)
     if html is not None:
         err.print(f"wrote {html}")

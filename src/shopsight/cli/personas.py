@@ -215,6 +215,14 @@ def dashboard(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8050,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Require this token (else SHOPSIGHT_API_TOKEN / SHOPSIGHT_API_READ_TOKEN); "
+            "browsers sign in at /login. Needed to listen beyond loopback.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the personas dashboard alone (uvicorn), searchable by user id."""
@@ -222,6 +230,16 @@ def dashboard(
 
     from shopsight.personas.core import Personas, build_personas
     from shopsight.personas.dashboard import create_app
+    from shopsight.serving.auth import READ_TOKEN_ENV, AccessPolicy, read_token
+
+    policy = AccessPolicy(
+        admin_token=read_token(token_file), read_token=read_token(None, env=READ_TOKEN_ENV)
+    )
+    if not policy.enabled and host not in ("127.0.0.1", "localhost", "::1"):
+        raise InputError(
+            f"--host {host}: the dashboard shows every user's pseudonym; give --token-file "
+            "(or SHOPSIGHT_API_TOKEN) to listen beyond loopback"
+        )
 
     if personas_dir is not None:
         p = Personas.load(personas_dir)
@@ -231,4 +249,9 @@ def dashboard(
     emit({"url": f"http://{host}:{port}/dashboard", "users": len(p)}, as_json)
     if not as_json:
         err.print(f"dashboard on http://{host}:{port}/dashboard")
-    uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+    api = create_app(p)
+    if policy.enabled:
+        from shopsight.serving.routes.login import protect
+
+        protect(api, policy)
+    uvicorn.run(api, host=host, port=port, log_level="warning")

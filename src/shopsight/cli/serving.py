@@ -33,7 +33,24 @@ def serve(
     ] = 1,
     token_file: Annotated[
         Path | None,
-        typer.Option("--token-file", help="File holding the API token (else SHOPSIGHT_API_TOKEN)."),
+        typer.Option(
+            "--token-file", help="File holding the admin API token (else SHOPSIGHT_API_TOKEN)."
+        ),
+    ] = None,
+    read_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--read-token-file",
+            help="File holding a read-only token: every route but /events and /admin/* "
+            "(else SHOPSIGHT_API_READ_TOKEN).",
+        ),
+    ] = None,
+    models_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-root",
+            help="/admin/reload loads only folders below this one (default: --model's parent).",
+        ),
     ] = None,
     ann: Annotated[
         bool, typer.Option("--ann/--exact", help="Approximate top-k (HNSW) for known users.")
@@ -74,7 +91,7 @@ def serve(
     from threadpoolctl import threadpool_limits
 
     from shopsight.serving.app import CONFIG_ENV, app_from_config, serve_config
-    from shopsight.serving.auth import read_token
+    from shopsight.serving.auth import READ_TOKEN_ENV, AccessPolicy, read_token
 
     Store(store, read_only=True).close()  # a missing or unreadable store fails here, in one line
     from shopsight.serving.variants import parse_variants
@@ -93,11 +110,21 @@ def serve(
     model = model if model is not None else specs[0].model_dir
     if workers < 1:
         raise InputError(f"--workers {workers}: expected >= 1")
-    token = read_token(token_file)  # fail now, not in a worker, on a bad token file
+    # Fail now, not in a worker, on a bad token file or a model outside the models folder.
+    token = read_token(token_file)
+    read_tok = read_token(read_token_file, env=READ_TOKEN_ENV)
+    AccessPolicy(admin_token=token, read_token=read_tok)
+    if models_root is not None:
+        if not models_root.is_dir():
+            raise InputError(f"--models-root {models_root}: no such folder")
+        if not model.resolve().is_relative_to(models_root.resolve()):
+            raise InputError(f"--model {model}: not below --models-root {models_root}")
     cfg = serve_config(
         store,
         model,
         token_file=token_file,
+        read_token_file=read_token_file,
+        models_root=models_root,
         ann=ann,
         read_only=read_only or workers > 1,
         cors_origins=cors_origin or (),
@@ -116,6 +143,7 @@ def serve(
         "read_only": cfg["read_only"],
         "ann": ann,
         "writes_enabled": token is not None and not cfg["read_only"],
+        "token_required": token is not None or read_tok is not None,
         "impressions": impressions,
         "variants": [
             {"variant": v.name, "model": str(v.model_dir), "share": v.share} for v in specs

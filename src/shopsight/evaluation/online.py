@@ -111,16 +111,26 @@ def compare(control: RatioStat, treat: RatioStat, mde: float | None = None) -> d
     """Treatment vs control on one metric: lift, z-test p-value, users needed per variant."""
     diff = treat.value - control.value
     se = math.sqrt(treat.se**2 + control.se**2)
-    z = diff / se if se > 0 else float("nan")
-    p = float(2 * stats.norm.sf(abs(z))) if se > 0 else float("nan")
-    lift = diff / control.value if control.value > 0 else float("nan")
-    # Relative lift's interval by the delta method on treat/control.
-    if control.value > 0:
-        lse = math.sqrt(
-            (treat.se / control.value) ** 2 + (treat.value * control.se / control.value**2) ** 2
+    if not (math.isfinite(se) and se > 0 and control.value > 0):
+        # Nothing credited in the control (or in either arm): no lift to state.
+        why = (
+            "nothing credited to either variant"
+            if not se > 0
+            else "nothing credited to the control"
         )
-    else:
-        lse = float("nan")
+        return {
+            "control": control.value,
+            "treatment": treat.value,
+            "undefined": f"{why} yet: no lift or test",
+            "significant": False,
+        }
+    z = diff / se
+    p = float(2 * stats.norm.sf(abs(z)))
+    lift = diff / control.value
+    # Relative lift's interval by the delta method on treat/control.
+    lse = math.sqrt(
+        (treat.se / control.value) ** 2 + (treat.value * control.se / control.value**2) ** 2
+    )
     target = abs(diff) if mde is None else abs(mde * control.value)
     pooled = treat.per_user_var + control.per_user_var
     need = (
@@ -137,7 +147,7 @@ def compare(control: RatioStat, treat: RatioStat, mde: float | None = None) -> d
         "lift_ci": [lift - Z95 * lse, lift + Z95 * lse],
         "z": z,
         "p_value": p,
-        "significant": bool(p < 0.05) if math.isfinite(p) else False,
+        "significant": bool(p < 0.05),
         "users_needed_per_variant": need,
         "users_needed_for": "the observed difference" if mde is None else f"a {mde:.0%} lift",
     }
@@ -275,6 +285,13 @@ def _report(
         ).fetchall()
     }
     groups = _groups(per_user, served, catalogue, n_users, pop)
+    credited = fetch_one(conn, "SELECT count(*) FROM _credit")
+    notes = []
+    if not credited or not credited[0]:
+        notes.append(
+            f"no {'/'.join(engagement)} event on a served item followed its serving within "
+            f"{window_s:g} s: engagement figures are 0 until events arrive (POST /events, ingest)"
+        )
     result: dict[str, Any] = {
         "window_s": window_s,
         "k": k,
@@ -284,6 +301,7 @@ def _report(
         "period": {"first_served": str(t0), "last_served": str(t1)},
         "catalogue_items": catalogue,
         "groups": [g.to_dict() for g in groups],
+        "notes": notes,
     }
     result["ab"] = _ab(groups, control, mde)
     return result
@@ -444,6 +462,7 @@ def render_html(report: dict[str, Any], title: str = "shopsight online report") 
         f"events credited within {report['window_s']:g} s of serving (last touch); "
         f"engagement = {esc(', '.join(report['engagement']))}; 95% intervals clustered by "
         "user.</p>",
+        *(f"<p><b>Note:</b> {esc(n)}</p>" for n in report.get("notes", [])),
         "<table><tr><th>variant</th><th>model</th><th>version</th><th>users</th><th>lists</th>"
         "<th>impressions</th>"
         + "".join(f"<th>{esc(_METRIC_LABELS[m].format(k=k))}</th>" for m in METRICS)
@@ -473,6 +492,13 @@ def render_html(report: dict[str, Any], title: str = "shopsight online report") 
         for c in ab["comparisons"]:
             for m in METRICS:
                 r = c[m]
+                if "undefined" in r:
+                    out.append(
+                        f"<tr><td>{esc(c['variant'])}</td><td>"
+                        f"{esc(_METRIC_LABELS[m].format(k=k))}</td><td colspan='5'>"
+                        f"{esc(r['undefined'])}</td></tr>"
+                    )
+                    continue
                 cls = " class='sig'" if r["significant"] else ""
                 out.append(
                     f"<tr><td>{esc(c['variant'])}</td><td>{esc(_METRIC_LABELS[m].format(k=k))}"

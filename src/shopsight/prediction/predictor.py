@@ -352,6 +352,17 @@ class FunnelPredictor:
         as_of: dt.datetime | str | None = None,
     ) -> dict[str, np.ndarray]:
         """Calibrated probabilities per task, one per (user, item) pair, as of ``as_of``."""
+        return self.predict_examples(self.prepare(store, user_ids, item_ids, as_of))
+
+    def prepare(
+        self,
+        store: Store,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        as_of: dt.datetime | str | None = None,
+    ) -> Examples:
+        """The pairs' features read from the store (the only part of :meth:`predict` that
+        touches it: a server holds its store lock for this, not for the scoring)."""
         if self.vocab_ is None:
             raise PredictorError("predictor is not fitted: call fit() or load() first")
         if len(user_ids) != len(item_ids):
@@ -360,7 +371,7 @@ class FunnelPredictor:
         ts = np.full(len(user_ids), np.datetime64(t, "us"))
         ex = compute_features(store, self.vocab_, user_ids, item_ids, ts, self.example_config)
         self._impute_unknown_items(ex)
-        return self.predict_examples(ex)
+        return ex
 
     _ITEM_COLUMNS = ("log_i_", "i_", "log_price", "price_known", "price_pct_in_cat")
 

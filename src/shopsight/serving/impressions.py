@@ -21,7 +21,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,17 +67,10 @@ def spool_folder(store_path: str | Path) -> Path:
     return folder
 
 
-@dataclass(frozen=True)
-class _Served:
-    t: float
-    user: str | None
-    surface: str
-    variant: str | None
-    model: str
-    version: str
-    source: str | None
-    item_ids: np.ndarray  # the deployment's item id array
-    items: np.ndarray  # ranked item indices
+# One served list, as queued by a request: (unix time, user key, surface, variant, model,
+# version, source, the deployment's item id array, ranked indices into it). A plain tuple:
+# the cheapest thing to build on the request's thread.
+_Served = tuple[float, str | None, str, str | None, str, str, str | None, np.ndarray, np.ndarray]
 
 
 class ImpressionLog:
@@ -130,8 +122,16 @@ class ImpressionLog:
         items: np.ndarray,
     ) -> None:
         """Queue one served list (ranked indices into ``item_ids``); never blocks on the store."""
-        served = _Served(
-            time.time(), user, surface, variant, model, version, source, item_ids, items
+        served: _Served = (
+            time.time(),
+            user,
+            surface,
+            variant,
+            model,
+            version,
+            source,
+            item_ids,
+            items,
         )
         with self._buf_lock:
             if len(self._buf) >= self.max_pending:
@@ -182,25 +182,38 @@ class ImpressionLog:
         return p
 
     def _rows(self, batch: Sequence[_Served]) -> pa.Table:
-        cols: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
-        for s in batch:
-            n = len(s.items)
-            if n == 0:
-                continue
-            rid = f"{self._boot}-{next(self._seq)}"
-            when = datetime.fromtimestamp(s.t, UTC).replace(tzinfo=None)
-            user = None if s.user is None else self._pseudonym(s.user)
-            cols["request_id"] += [rid] * n
-            cols["served_at"] += [when] * n
-            cols["user_id"] += [user] * n
-            cols["surface"] += [s.surface] * n
-            cols["variant"] += [s.variant] * n
-            cols["model"] += [s.model] * n
-            cols["model_version"] += [s.version] * n
-            cols["source"] += [s.source] * n
-            cols["item_id"] += [str(x) for x in s.item_ids[s.items].tolist()]
-            cols["position"] += list(range(1, n + 1))
-        return pa.Table.from_pydict(cols, schema=SCHEMA)
+        """Long-format rows, built column-wise (numpy / Arrow, no per-row Python): the writer
+        shares the interpreter with the request threads and must hold it briefly."""
+        batch = [s for s in batch if len(s[8])]
+        if not batch:
+            return SCHEMA.empty_table()
+        counts = np.array([len(s[8]) for s in batch], np.int64)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        position = np.arange(int(counts.sum()), dtype=np.int64) - first + 1
+        rids = [f"{self._boot}-{next(self._seq)}" for _ in batch]
+        users = [None if s[1] is None else self._pseudonym(s[1]) for s in batch]
+
+        def per_list(values: list[Any], type_: pa.DataType) -> pa.Array:
+            # Each list's value repeated over its items, by index: Arrow's take does the copy.
+            return pa.array(values, type_).take(pa.array(np.repeat(np.arange(len(batch)), counts)))
+
+        items = np.concatenate([s[7][s[8]] for s in batch])
+        when = [datetime.fromtimestamp(s[0], UTC).replace(tzinfo=None) for s in batch]
+        return pa.Table.from_arrays(
+            [
+                per_list(rids, pa.string()),
+                per_list(when, pa.timestamp("us")),
+                per_list(users, pa.string()),
+                per_list([s[2] for s in batch], pa.string()),
+                per_list([s[3] for s in batch], pa.string()),
+                per_list([s[4] for s in batch], pa.string()),
+                per_list([s[5] for s in batch], pa.string()),
+                per_list([s[6] for s in batch], pa.string()),
+                pa.array(items.astype(str) if items.dtype != object else items, pa.string()),
+                pa.array(position, pa.int32()),
+            ],
+            schema=SCHEMA,
+        )
 
     def close(self) -> None:
         """Stop the writer and write what is still queued."""

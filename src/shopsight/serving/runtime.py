@@ -25,6 +25,7 @@ from fastapi.responses import Response
 
 from shopsight.data.store import Store
 from shopsight.serving import schemas as S
+from shopsight.serving.auth import AccessPolicy
 from shopsight.serving.impressions import ImpressionLog
 from shopsight.serving.middleware import Metrics
 from shopsight.serving.state import (
@@ -76,7 +77,8 @@ class Runtime:
     deployment: Deployment
     live: LiveState
     metrics: Metrics
-    token: str | None
+    policy: AccessPolicy
+    models_root: Path
     read_only: bool
     ann: bool
     predictor_loader: Callable[[Path], Predictor | None]
@@ -125,6 +127,13 @@ class Runtime:
     def publish(self, dep: Deployment) -> None:
         self.deployment = dep  # the atomic swap: one reference assignment
         self.metrics.set_model(dep.model.name, dep.version)
+
+    def model_label(self, model_dir: Path) -> str:
+        """A model folder as clients see it: relative to the models folder, never absolute."""
+        try:
+            return Path(model_dir).resolve().relative_to(self.models_root).as_posix()
+        except ValueError:
+            return Path(model_dir).name
 
     def user_key(self, user_id: str) -> str:
         """The id the store and model know a user by (its pseudonym in a pseudonymised store)."""
@@ -286,7 +295,7 @@ def do_reload(rt: Runtime, target: Path) -> None:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         rt.reload = ReloadStatus(
             state="failed",
-            model_dir=str(target),
+            model_dir=rt.model_label(target),
             error=msg,
             started_at=rt.reload.started_at,
             finished_at=now_iso(),
@@ -297,7 +306,7 @@ def do_reload(rt: Runtime, target: Path) -> None:
     rt.publish(dep)
     rt.reload = ReloadStatus(
         state="done",
-        model_dir=str(target),
+        model_dir=rt.model_label(target),
         version=dep.version,
         started_at=rt.reload.started_at,
         finished_at=now_iso(),

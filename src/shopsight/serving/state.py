@@ -41,9 +41,12 @@ MAX_HISTORY = 500  # events kept per live user (most recent)
 
 # ------------------------------------------------------------------------------ protocols
 class Predictor(Protocol):
-    def predict(
-        self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]
-    ) -> dict[str, np.ndarray]: ...
+    """Funnel probabilities in two steps: ``prepare`` reads the pairs' features from the store
+    (under the server's store lock), ``predict_examples`` scores them (without it)."""
+
+    def prepare(self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]) -> Any: ...
+
+    def predict_examples(self, prepared: Any) -> dict[str, np.ndarray]: ...
 
 
 class PersonaBook(Protocol):

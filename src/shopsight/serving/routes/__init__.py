@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from shopsight.serving.routes import (
     admin,
+    docs,
     events,
     health,
+    login,
     online,
     personas,
     predict,
@@ -17,6 +19,17 @@ from shopsight.serving.routes import (
 
 
 def include_routers(app: FastAPI) -> None:
-    for module in (health, recommend, similar, predict, personas, events, admin, online):
+    for module in (
+        health,
+        recommend,
+        similar,
+        predict,
+        personas,
+        events,
+        admin,
+        online,
+        login,
+        docs,
+    ):
         app.include_router(module.router)
     recommend.install_fast_path(app)

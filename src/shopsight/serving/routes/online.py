@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
+from shopsight.serving import schemas as S
 from shopsight.serving.routes.params import Auth
 from shopsight.serving.runtime import AUTH_ERRORS, RT, Runtime, jsonable
 
@@ -37,7 +38,7 @@ def _report(rt: Runtime, window_s: float, k: int, control: str | None) -> dict[s
         raise HTTPException(404, str(exc)) from None
 
 
-@router.get("/online/report")
+@router.get("/online/report", response_model=S.OnlineReportOut)
 def online_report_json(
     rt: RT, window_s: WindowQ = 3600.0, k: KQ = 10, control: ControlQ = None
 ) -> dict[str, Any]:

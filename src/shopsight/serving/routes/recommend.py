@@ -14,9 +14,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, UserP
+from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, ReadAuth, UserP, links
 from shopsight.serving.runtime import (
-    ERRORS,
+    AUTH_ERRORS,
     RT,
     Runtime,
     explain_ranked,
@@ -27,10 +27,18 @@ from shopsight.serving.runtime import (
 )
 from shopsight.serving.state import rank_session
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/recommend/{user_id}", response_model=S.Recommendation, responses=ERRORS)
+@router.get(
+    "/recommend/{user_id}",
+    response_model=S.Recommendation,
+    responses=links(
+        persona=("persona", {"user_id": "$response.body#/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/items/0/item_id"}),
+        forget=("forget", {"user_id": "$request.path.user_id"}),
+    ),
+)
 async def recommend_user(
     request: Request,
     user_id: UserP,
@@ -52,7 +60,14 @@ async def recommend_user(
     return json_response(recommend_one(rt, dep, user_id, k, exclude_seen, allowed, False))
 
 
-@router.post("/recommend", response_model=S.RecommendBatchOut, responses=ERRORS)
+@router.post(
+    "/recommend",
+    response_model=S.RecommendBatchOut,
+    responses=links(
+        user=("recommend_user", {"user_id": "$response.body#/results/0/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/results/0/items/0/item_id"}),
+    ),
+)
 def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
     """A batch of users, or one anonymous session (item ids seen so far, no user id)."""
     dep = rt.deployment
@@ -93,10 +108,10 @@ class _RecommendQuery(BaseModel):
     """``GET /recommend/{user_id}``'s parameters, with the documented route's constraints."""
 
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=S.MAX_ID)
+    user_id: str = Field(min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     k: int = Field(10, ge=1, le=S.MAX_K)
     exclude_seen: bool = True
-    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID)
+    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     price_max: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
     explain: bool = False
 

@@ -8,14 +8,18 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, ItemP
-from shopsight.serving.runtime import ERRORS, RT, items_out
+from shopsight.serving.routes.params import KQ, ItemP, ReadAuth, links
+from shopsight.serving.runtime import AUTH_ERRORS, RT, items_out
 from shopsight.serving.state import Ranked
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/similar/{item_id}", response_model=S.SimilarOut, responses=ERRORS)
+@router.get(
+    "/similar/{item_id}",
+    response_model=S.SimilarOut,
+    responses=links(next=("similar", {"item_id": "$response.body#/items/0/item_id"})),
+)
 def similar(
     rt: RT,
     item_id: ItemP,
