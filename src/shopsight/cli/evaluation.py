@@ -36,6 +36,13 @@ def evaluate(
             "published figures are shown beside ours only on the same dataset.",
         ),
     ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a model parameter: MODEL.KEY=VALUE, e.g. dp.epsilon=8 (repeatable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run several models on one protocol: mean, std and a paired test against a baseline."""
@@ -58,6 +65,7 @@ def evaluate(
         out=out,
         progress=progress,
         dataset_name=dataset_name,
+        sets=set_,
     )
     emit(result, as_json)
     if not as_json:

@@ -94,7 +94,7 @@ def recommend(
     """Top-k items for users (unknown users get the model's cold-start ranking), with titles
     from the store's catalogue (``--json``: each item's metadata)."""
     from shopsight.data.catalogue import item_metadata
-    from shopsight.models.artifact import load_artifact
+    from shopsight.models.artifact import load_artifact, privacy_line
 
     art = load_artifact(model_dir)
     recs: dict[str, dict[str, Any]] = {
@@ -114,8 +114,10 @@ def recommend(
     for r in recs.values():
         for it in r["items"]:
             it["item"] = meta.get(str(it["item_id"]))
-    emit({"model": art.model.name, "recommendations": recs}, as_json)
+    emit({"model": art.model.name, "privacy": art.privacy, "recommendations": recs}, as_json)
     if not as_json:
+        if art.privacy is not None:
+            err.print(privacy_line(art.privacy))
         if not meta:
             err.print(f"(no catalogue at {catalogue}: item ids only; pass --store for titles)")
         for u, r in recs.items():

@@ -37,7 +37,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy import stats
 
-from shopsight.config import parse_overrides, read_mapping
+from shopsight.config import parse_overrides, parse_value, read_mapping
 from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
@@ -132,6 +132,47 @@ def parse_model_spec(spec: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
     if not name:
         raise ExperimentError(f"model spec {text!r}: empty model name")
     return ModelSpec(name.strip(), params)
+
+
+def _override_value(text: str) -> Any:
+    value = parse_value(text)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-6 as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(
+    specs: Sequence[str | Mapping[str, Any] | ModelSpec], sets: Sequence[str] | None
+) -> list[ModelSpec]:
+    """``--set MODEL.KEY=VALUE`` (value parsed as YAML) onto every spec of that model.
+
+    ``MODEL`` is a registry name (every spec of it) or a spec's label; ``KEY`` must be one of
+    the model's parameters. One-line :class:`ExperimentError` otherwise.
+    """
+    out = [parse_model_spec(s) for s in specs]
+    for text in sets or []:
+        target, eq, value = text.partition("=")
+        model, dot, key = target.strip().rpartition(".")
+        if not eq or not dot or not model or not key:
+            raise ExperimentError(f"--set {text!r}: expected MODEL.KEY=VALUE, e.g. dp.epsilon=8")
+        hits = [i for i, s in enumerate(out) if model in (s.name, s.display)]
+        if not hits:
+            names = sorted({s.name for s in out})
+            raise ExperimentError(f"--set {text!r}: no model {model!r} among {names}")
+        for i in hits:
+            spec = out[i]
+            accepted = model_class(spec.name)._param_names()
+            if key not in accepted:
+                raise ExperimentError(
+                    f"--set {text!r}: {spec.name} has no parameter {key!r} "
+                    f"(expected one of {', '.join(accepted)})"
+                )
+            params = {**spec.params, key: _override_value(value.strip())}
+            out[i] = ModelSpec(spec.name, params, spec.label)
+    return out
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -445,6 +486,11 @@ class Experiment:
             t1 = time.perf_counter()
             model.fit(train, valid)
             rec["fit_seconds"] = time.perf_counter() - t1
+            privacy = getattr(model, "privacy_", None)
+            if isinstance(privacy, Mapping):  # a private model: the budget it spent
+                rec["privacy"] = {
+                    k: privacy.get(k) for k in ("private", "unit", "epsilon", "delta")
+                }
             t2 = time.perf_counter()
             if p.task == "rating":
                 values, per_pair = evaluate_rating(model, test, p.metrics)
@@ -762,6 +808,19 @@ def _caption(result: ExperimentResult) -> str:
     return "; ".join(parts)
 
 
+def _privacy_note(result: ExperimentResult, model: str) -> str:
+    """`` [DP user-level eps 7.99, delta 1.1e-04]`` for a private model (worst run)."""
+    ps = [r["privacy"] for r in result.runs if r["model"] == model and r.get("privacy")]
+    if not ps:
+        return ""
+    if not all(p.get("private") for p in ps):
+        return " [not private]"
+    eps = max(float(p["epsilon"]) for p in ps)
+    delta = max(float(p["delta"]) for p in ps)
+    unit = ps[0].get("unit") or "interaction"
+    return f" [DP {unit}-level eps {eps:.2f}, delta {delta:.1e}]"
+
+
 def _published_rows(result: ExperimentResult, pub: Mapping[str, Any]) -> list[list[str]]:
     on = pub.get("on") or "another dataset"
     rows = []
@@ -784,7 +843,7 @@ def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
         fit = [
             float(r["fit_seconds"]) for r in result.runs if r["model"] == m and "fit_seconds" in r
         ]
-        row = [m + (" (baseline)" if m == result.baseline else "")]
+        row = [m + (" (baseline)" if m == result.baseline else "") + _privacy_note(result, m)]
         row += [_cell(s[k]) if k in s else "" for k in result.metrics]
         row.append(f"{np.mean(fit):.1f}" if fit else "")
         if "error" in s:
@@ -988,13 +1047,15 @@ def run_evaluate(
     memory_budget_mb: float = 512,
     progress: Callable[[str], None] | None = None,
     dataset_name: str | None = None,
+    sets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``shopsight evaluate``: build the dataset from the store, run, optionally write ``out``.
 
     The store's dataset is recognised by its files' fingerprints (or named by
     ``dataset_name``) so that published figures are shown beside ours only when they compare.
 
-    ``models``, ``metrics`` and ``ks`` may be comma-separated strings. Returns the JSON-friendly
+    ``models``, ``metrics`` and ``ks`` may be comma-separated strings; ``sets`` are
+    ``MODEL.KEY=VALUE`` overrides (:func:`apply_overrides`). Returns the JSON-friendly
     result (:meth:`ExperimentResult.to_dict`) with ``"written"`` set when a file was written.
     """
     from shopsight.data.dataset import Dataset
@@ -1002,7 +1063,9 @@ def run_evaluate(
     from shopsight.evaluation.protocols import lineage_from_store
     from shopsight.evaluation.published import identify_store
 
-    model_list = split_models(models) if isinstance(models, str) else list(models)
+    model_list: list[Any] = split_models(models) if isinstance(models, str) else list(models)
+    if sets:
+        model_list = apply_overrides(model_list, sets)
     metric_list = (
         _split_list(metrics) if isinstance(metrics, str) else (list(metrics) if metrics else None)
     )
@@ -1068,6 +1131,7 @@ __all__ = [
     "ExperimentError",
     "ExperimentResult",
     "ModelSpec",
+    "apply_overrides",
     "category_features",
     "evaluate_rating",
     "model_class",

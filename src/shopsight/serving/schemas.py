@@ -191,6 +191,16 @@ class ErrorOut(BaseModel):
     detail: Any = None
 
 
+class PrivacyOut(BaseModel):
+    """The differential-privacy budget a private model spent (see docs/privacy.md)."""
+
+    private: bool = Field(description="False: trained without noise (a reference model).")
+    unit: str = Field(description="Privacy unit: user or interaction.")
+    epsilon: float | None = None
+    delta: float | None = None
+    accountant: str | None = None
+
+
 class HealthOut(BaseModel):
     """Liveness, open to anyone: no paths, no counts."""
 
@@ -198,6 +208,9 @@ class HealthOut(BaseModel):
     model_version: str = Field(description="Content hash of the model being served.")
     reload: Literal["idle", "loading", "done", "failed"] = Field(
         description="State of the last /admin/reload."
+    )
+    privacy: PrivacyOut | None = Field(
+        default=None, description="Budget of a private model (absent for other models)."
     )
 
 
@@ -216,6 +229,9 @@ class StatusOut(BaseModel):
     content_modalities: list[str] = Field(description="Feature-cache views for /similar.")
     predictor: bool = Field(description="A funnel predictor is deployed (/predict).")
     personas: bool = Field(description="Personas are deployed (/persona, /segments).")
+    privacy: PrivacyOut | None = Field(
+        default=None, description="Budget of a private model (null for other models)."
+    )
     live_users: int = Field(description="Users with live state in memory.")
     uptime_s: float
     read_only: bool = Field(description="The store is open read-only (no /events, no forget).")

@@ -15,10 +15,15 @@ from shopsight.serving.runtime import AUTH_ERRORS, RT
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/health", response_model=S.HealthOut)
+@router.get("/health", response_model=S.HealthOut, response_model_exclude_unset=True)
 async def health(rt: RT) -> dict[str, Any]:
-    """Liveness probe, the one route open without a token: no paths, counts or users."""
-    return {"status": "ok", "model_version": rt.deployment.version, "reload": rt.reload.state}
+    """Liveness probe, the one route open without a token: no paths, counts or users; a
+    private model's published budget (epsilon, delta) is added."""
+    dep = rt.deployment
+    out: dict[str, Any] = {"status": "ok", "model_version": dep.version, "reload": rt.reload.state}
+    if dep.artifact.privacy is not None:
+        out["privacy"] = dep.artifact.privacy
+    return out
 
 
 @router.get("/status", response_model=S.StatusOut, dependencies=ReadAuth, responses=AUTH_ERRORS)
