@@ -1089,6 +1089,9 @@ def run_evaluate(
         raise ExperimentError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
+        from shopsight.data.support import require_interactions
+
+        require_interactions(store, len(dataset), "evaluate")
         # (reading every event's source line costs memory on a big store: only when needed)
         lineage = lineage_from_store(store, dataset) if exp.protocol.needs_lineage else None
         identity = identify_store(store, len(dataset), dataset_name)
