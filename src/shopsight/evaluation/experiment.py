@@ -822,8 +822,6 @@ def run_evaluate(
         progress=progress,
     )
     path = Path(store_path)
-    if not path.exists():
-        raise ExperimentError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
         # (reading every event's source line costs memory on a big store: only when needed)

@@ -540,8 +540,6 @@ def run_tune(
         progress=progress,
     )
     path = Path(store_path)
-    if not path.exists():
-        raise TuningError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
         lineage = lineage_from_store(store, dataset) if tuner.protocol.needs_lineage else None

@@ -392,14 +392,7 @@ class FREEDOM(ContentMixin, Recommender):
             weighting=self.positive_weighting,
             samples_per_epoch=self.samples_per_epoch,
         )
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="adam",
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params(), optimizer="adam")
         validate = validation_fn(self, self._module_scores, valid, seed=self.seed)
         self.train_result_: TrainResult = Trainer(module, config).fit(
             lambda epoch: self._batches(sampler, epoch), validate

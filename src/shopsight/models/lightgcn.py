@@ -179,14 +179,7 @@ class LightGCN(Recommender):
             weighting=self.positive_weighting,
             samples_per_epoch=self.samples_per_epoch,
         )
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            lr_schedule=self.lr_schedule,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params())
 
         def scorer() -> Callable[[IntArray], FloatArray]:
             # one propagation per evaluation, shared by all batches of users

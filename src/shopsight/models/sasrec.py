@@ -590,16 +590,7 @@ class SASRec(ContentMixin, Recommender):
         net.eval()
 
     def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="adam",
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        return TrainConfig.from_params(self.get_params(), optimizer="adam")
 
     def _batches(
         self,

@@ -256,15 +256,7 @@ class VBPR(ContentMixin, Recommender):
         self._f_all = torch.from_numpy(f_all)
         self._warm = warm
         self.module_ = module
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            lr_schedule=self.lr_schedule,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params())
         validate = validation_fn(self, self._module_scores, valid, seed=self.seed)
         self.train_result_: TrainResult = fit_pairwise(
             module, sampler, config, batch_size=self.batch_size, validate=validate

@@ -83,9 +83,7 @@ def create_app(
     """
     store_path = Path(store_path)
     model_dir = Path(model_dir)
-    if not store_path.exists():
-        raise FileNotFoundError(f"{store_path}: no such store")
-    store = Store(store_path, read_only=read_only)
+    store = Store(store_path, read_only=read_only, create=False)
     lock = threading.Lock()
     try:
         dep = load_deployment(

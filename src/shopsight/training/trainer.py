@@ -27,12 +27,13 @@ hyper-parameters stay plain JSON-able values::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,13 @@ class TrainConfig:
     # PyTorch's fused Adam/AdamW kernel: the same update in one pass, about 2.5x cheaper per
     # step on CPU. Off by default so recorded results of other models stay bit-reproducible.
     fused_optimizer: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+        """The loop settings among a model's parameters (``model.get_params()``: the ones
+        named like a field here), then ``overrides``: how every trained model builds one."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> TrainingError:
