@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from shopsight.models.popularity import Popularity
-    from shopsight.privacy.dp import DPBPR, DPConfig
+    from shopsight.models.dp import DPBPR, DPConfig
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

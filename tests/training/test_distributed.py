@@ -74,7 +74,7 @@ def launch(store: Path, model: str, out: Path) -> subprocess.CompletedProcess[st
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
         "-m",
-        "shopsight.training.distributed",
+        "shopsight.app.torchrun",
         "--store",
         str(store),
         "--model",

@@ -167,7 +167,7 @@ def dp_train(
     """Train BPR-MF with DP-SGD (Opacus) on the store and report the epsilon spent."""
     from shopsight.data.dataset import Dataset
     from shopsight.models.artifact import save_artifact
-    from shopsight.privacy.dp import DPBPR, DPConfig
+    from shopsight.models.dp import DPBPR, DPConfig
 
     dp = (
         None if no_dp else DPConfig(epsilon=dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm)

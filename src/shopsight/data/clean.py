@@ -68,24 +68,13 @@ import duckdb
 import pyarrow as pa
 
 from shopsight.data import schema
+from shopsight.data.schema import BEHAVIOUR_TYPES
 from shopsight.data.store import Store, StoreError
 from shopsight.errors import InputError
 
 CLEAN_SUFFIX: Final[str] = "_clean"
 LOG_TABLE: Final[str] = "cleaning_log"
 
-# Clickstream event types: what the near-duplicate and bot rules look at. Reviews and ratings are
-# explicit feedback with their own duplicate rule and often only day-resolution timestamps.
-BEHAVIOUR_TYPES: Final[tuple[str, ...]] = (
-    "view",
-    "click",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "search",
-    "favorite",
-    "share",
-)
 RATING_TYPES: Final[tuple[str, ...]] = ("review", "rate")
 CONVERSION_TYPES: Final[tuple[str, ...]] = ("add_to_cart", "purchase")
 

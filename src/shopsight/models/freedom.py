@@ -53,7 +53,6 @@ from shopsight.models.mf import (
     bpr_user_vector,
     transform_weights,
 )
-from shopsight.models.registry import register
 from shopsight.models.vbpr import warm_items
 from shopsight.training import distributed as D
 from shopsight.training.trainer import (
@@ -267,7 +266,6 @@ class FreedomModule(nn.Module):
 # =============================================================================================
 
 
-@register
 class FREEDOM(ContentMixin, Recommender):
     """FREEDOM-style multimodal graph recommender (see the module docstring).
 

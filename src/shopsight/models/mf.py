@@ -46,7 +46,6 @@ from torch import nn
 
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
-from shopsight.models.registry import register
 from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
@@ -99,7 +98,6 @@ def items_major(item_factors: FloatArray) -> FloatArray:
     return np.ascontiguousarray(np.asarray(item_factors, np.float32).T)
 
 
-@register
 class ALS(Recommender):
     """Implicit-feedback ALS on ``implicit``'s CPU solver (see the module docstring).
 
@@ -516,7 +514,6 @@ def bpr_user_vector(
 # =============================================================================================
 
 
-@register
 class BPR(Recommender):
     """BPR-MF trained with PyTorch (see the module docstring).
 

@@ -30,7 +30,6 @@ import numpy.typing as npt
 
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
-from shopsight.models.registry import get_model_class, register
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,7 +70,6 @@ def _kind(arr: np.ndarray, dtype: str, min_elements: int) -> str:
     return "float16"
 
 
-@register
 class QuantizedRecommender(Recommender):
     """A trained model whose float tables are stored as int8 / float16 (module docstring).
 
@@ -101,7 +99,7 @@ class QuantizedRecommender(Recommender):
 
     # -- building ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
-        inner = get_model_class(self.model_name)(**(self.model_params or {}))
+        inner = Recommender.class_named(self.model_name)(**(self.model_params or {}))
         self._wrap(inner.fit(dataset, valid))
 
     def _wrap(self, inner: Recommender) -> None:
@@ -143,7 +141,7 @@ class QuantizedRecommender(Recommender):
         return out
 
     def _rebuild(self) -> None:
-        inner = get_model_class(self.model_name)(**(self.model_params or {}))
+        inner = Recommender.class_named(self.model_name)(**(self.model_params or {}))
         inner.n_users_, inner.n_items_ = self.n_users_, self.n_items_
         inner.seen_ = self.seen_
         inner.item_popularity_ = self.item_popularity_

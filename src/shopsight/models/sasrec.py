@@ -60,7 +60,6 @@ from shopsight.data.dataset import EVENT_TYPES
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
-from shopsight.models.registry import register
 from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
@@ -407,7 +406,6 @@ def _left_pad(
 # =============================================================================================
 
 
-@register
 class SASRec(ContentMixin, Recommender):
     """Self-attentive sequential recommendation (see the module docstring).
 

@@ -44,7 +44,6 @@ from shopsight.models.mf import (
     fit_pairwise,
     transform_weights,
 )
-from shopsight.models.registry import register
 from shopsight.training.trainer import TrainConfig, TrainResult, derive_seed, validation_fn
 
 if TYPE_CHECKING:
@@ -148,7 +147,6 @@ class VBPRModule(BPRModule):
         return s + self.theta(users) @ self.content_vectors().T + self.content_bias()[None, :]
 
 
-@register
 class VBPR(ContentMixin, Recommender):
     """Visual (and textual) BPR; see the module docstring.
 

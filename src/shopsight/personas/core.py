@@ -762,17 +762,3 @@ def _mean(x: np.ndarray) -> float | None:
     x = np.asarray(x, np.float64)
     x = x[np.isfinite(x)]
     return round(float(x.mean()), 4) if len(x) else None
-
-
-def demo_step(store: Store, out_dir: Path) -> dict[str, Any]:
-    """What ``shopsight demo`` runs for personas: build, save, write the report; a summary.
-
-    Writes ``<out_dir>/personas/`` (the saved object) and ``<out_dir>/personas.html``.
-    """
-    from shopsight.personas.report import write_report
-
-    out = Path(out_dir)
-    p = build_personas(store)
-    saved = p.save(out / "personas")
-    report = write_report(p, out / "personas.html", title="Synthetic shop personas")
-    return {"report": str(report), "saved": str(saved), **p.summary()}

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,6 @@ from shopsight.training import distributed as D
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
-    from shopsight.models.base import Recommender
 
 Batch = tuple[Any, ...]
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad"]
@@ -533,8 +532,17 @@ def ranking_ndcg(
 ScoreFn = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
 
 
+class TrainedModel(Protocol):
+    """What the loop's helpers need of a model (a ``Recommender``; models sit above training)."""
+
+    name: ClassVar[str]
+    seen_: Any
+
+    def get_params(self) -> dict[str, Any]: ...
+
+
 def validation_fn(
-    model: Recommender,
+    model: TrainedModel,
     score_fn: ScoreFn | None,
     valid: Dataset | None,
     *,
@@ -567,7 +575,7 @@ def validation_fn(
 
 
 def run_manifest(
-    model: Recommender,
+    model: TrainedModel,
     dataset: Dataset | None = None,
     *,
     result: TrainResult | None = None,
