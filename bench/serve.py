@@ -20,11 +20,18 @@ One run, on this machine:
 5. the approximate index (HNSW): build time, recall@10 against exact top-k over ``--recall-users``
    users, and the per-query time against the exact call.
 
+``--auth-compare`` instead runs the same load (same users, same schedule) against two servers
+over the same store and model: one with no token (reads open) and one with a token, which every
+read then needs (every request carries ``Authorization: Bearer``), at each rate of
+``--auth-rates`` (default 300 and 2,000 req/s), and prints throughput, p50 and p99 side by side
+with the ratio auth / no auth. Results: ``bench/results/serve_auth.json``.
+
 The server and the load generator share the machine's cores (2 here, also used by others):
 the figures include that contention. Results: ``bench/results/serve.json``.
 
     python bench/serve.py                     # defaults: 50,000 items, 300 req/s for 25 s
     python bench/serve.py --rate 100 --seconds 10 --items 5000    # a quick look
+    python bench/serve.py --auth-compare      # token on every read vs none, 300 and 2,000 req/s
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -93,10 +101,15 @@ def pct(a: np.ndarray, q: float) -> float:
 
 
 async def _raw_get(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, path: str
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    path: str,
+    extra: str = "",
 ) -> tuple[int, bytes]:
-    """One HTTP/1.1 keep-alive GET on an open connection: (status, body)."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    """One HTTP/1.1 keep-alive GET on an open connection: (status, body). ``extra``: more
+    header lines, each ending in CRLF."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -117,8 +130,11 @@ async def drive(
     max_in_flight: int,
     k: int,
     client: str = "raw",
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Open-loop load: request i is due at t0 + i / rate, sent on the next free connection.
+
+    ``token``: sent as ``Authorization: Bearer`` on every request.
 
     ``client="raw"``: a minimal asyncio HTTP/1.1 keep-alive client (a few tens of microseconds of
     CPU per request, so the generator does not eat the cores the server needs);
@@ -138,6 +154,8 @@ async def drive(
     host, port = host_port.split(":")
     queue: asyncio.Queue[int | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
 
     def check(i: int, code: int, body: bytes) -> None:
         status[i] = code
@@ -151,7 +169,7 @@ async def drive(
                 sent[i] = loop.time()
                 try:
                     code, body = await _raw_get(
-                        reader, writer, host_port, f"/recommend/{users[who[i]]}?k={k}"
+                        reader, writer, host_port, f"/recommend/{users[who[i]]}?k={k}", extra
                     )
                     check(i, code, body)
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -172,7 +190,7 @@ async def drive(
             done[i] = loop.time()
 
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0) as hc:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10.0, headers=headers) as hc:
         for u in users[:50]:  # warm-up: the server's first-call paths
             await hc.get(f"/recommend/{u}", params={"k": k})
         workers = [
@@ -198,6 +216,7 @@ async def drive(
     ok = status == 200
     return {
         "client": client,
+        "auth": bool(token),
         "offered_rate": rate,
         "seconds": seconds,
         "requests": n,
@@ -226,17 +245,160 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_side(url: str) -> dict[str, float]:
+def server_side(url: str, token: str | None = None) -> dict[str, float]:
     """Mean server time per /recommend/{user_id} request from the Prometheus histogram."""
     import httpx
 
-    text = httpx.get(url + "/metrics").text
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    text = httpx.get(url + "/metrics", headers=headers).text
     pat = r'shopsight_request_seconds_{}\{{method="GET",route="/recommend/\{{user_id\}}"\}} (\S+)'
     found_sum = re.search(pat.format("sum"), text)
     found_count = re.search(pat.format("count"), text)
     total = float(found_sum.group(1)) if found_sum else 0.0
     count = float(found_count.group(1)) if found_count else 0.0
     return {"count": count, "sum_s": total, "mean_ms": 1000 * total / max(count, 1)}
+
+
+@contextlib.contextmanager
+def serving(
+    store_path: Path, model_dir: Path, *, ann: bool = False, token: str | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``shopsight serve`` on a free loopback port until the block ends: (url, process).
+
+    ``token``: the server's admin token (given in a token file); without one it is served
+    with no token at all, so reads are open."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    exe = Path(sys.executable).with_name("shopsight")
+    with tempfile.TemporaryDirectory(prefix="ss-bench-token-") as tmp:
+        token_args: list[str] = []
+        if token is not None:
+            (Path(tmp) / "token").write_text(token + "\n")
+            token_args = ["--token-file", str(Path(tmp) / "token")]
+        env = {**os.environ}
+        env.pop("SHOPSIGHT_API_TOKEN", None)
+        env.pop("SHOPSIGHT_API_READ_TOKEN", None)
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                *("serve", "--store", str(store_path), "--model", str(model_dir)),
+                *("--port", str(port), "--json", *token_args),
+                *(["--ann"] if ann else []),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "")
+                try:
+                    if httpx.get(url + "/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("server did not start")
+                time.sleep(0.3)
+            yield url, proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def auth_compare(
+    store_path: Path, model_dir: Path, users: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The same load against a server without a token and one requiring it on every read.
+
+    Each rate runs ``--auth-repeats`` pairs, the order alternating (no auth first, then auth
+    first...), so that drift in the machine's other load falls on both; the row reports the
+    median of each figure over the repeats."""
+    import secrets
+
+    import httpx
+
+    token = secrets.token_hex(24)
+    rows: list[dict[str, Any]] = []
+    for rate in args.auth_rates:
+        runs: dict[str, list[dict[str, Any]]] = {"no_auth": [], "auth": []}
+        for rep in range(args.auth_repeats):
+            order = ("no_auth", "auth") if rep % 2 == 0 else ("auth", "no_auth")
+            for mode in order:
+                tok = token if mode == "auth" else None
+                with serving(store_path, model_dir, token=tok) as (url, proc):
+                    bare_get = httpx.get(f"{url}/recommend/{users[0]}").status_code
+                    if bare_get != (401 if tok else 200):  # the mode is what it says
+                        raise RuntimeError(f"{mode}: a read without a token answered {bare_get}")
+                    before = server_side(url, tok)
+                    cpu0 = process_cpu_seconds(proc.pid)
+                    load = asyncio.run(
+                        drive(
+                            url, users, rate, args.seconds, args.max_in_flight, args.k,
+                            args.client, tok,
+                        )
+                    )  # fmt: skip
+                    after = server_side(url, tok)
+                    cpu = process_cpu_seconds(proc.pid) - cpu0
+                count = max(after["count"] - before["count"], 1)
+                load["server_side_mean_ms"] = round(
+                    1000 * (after["sum_s"] - before["sum_s"]) / count, 4
+                )
+                load["server_cpu_ms_per_request"] = round(1000 * cpu / count, 4)
+                load["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+                runs[mode].append(load)
+                print(f"rate {rate:g} {mode}: {load}", file=sys.stderr)
+
+        figures = {
+            "throughput_rps": lambda r: r["throughput_rps"],
+            "p50_ms": lambda r: r["latency_ms"]["p50"],
+            "p99_ms": lambda r: r["latency_ms"]["p99"],
+            "server_cpu_ms_per_request": lambda r: r["server_cpu_ms_per_request"],
+            "errors": lambda r: r["errors"],
+        }
+        summary = {
+            m: {k: round(float(np.median([g(r) for r in rs])), 3) for k, g in figures.items()}
+            for m, rs in runs.items()
+        }
+        a, b = summary["auth"], summary["no_auth"]
+        rows.append(
+            {
+                "offered_rate": rate,
+                "median": summary,
+                "ratio_auth_over_no_auth": {
+                    k: round(a[k] / b[k], 3) if b[k] else None for k in figures if k != "errors"
+                },
+                "runs": runs,
+            }
+        )
+    return {"token_on_every_read": True, "repeats": args.auth_repeats, "rows": rows}
+
+
+def auth_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: throughput, p99 and server CPU per request without and with the token, side by
+    side, with the ratio auth / no auth (medians over the repeats)."""
+    out = [
+        "| offered req/s | throughput no auth / auth (req/s) | ratio | p99 no auth / auth (ms) "
+        "| ratio | server CPU / request no auth / auth (ms) | ratio | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a, b, q = r["median"]["auth"], r["median"]["no_auth"], r["ratio_auth_over_no_auth"]
+        out.append(
+            f"| {r['offered_rate']:g} | {b['throughput_rps']:g} / {a['throughput_rps']:g} "
+            f"| {q['throughput_rps']:.3f} | {b['p99_ms']:.2f} / {a['p99_ms']:.2f} "
+            f"| {q['p99_ms']:.3f} "
+            f"| {b['server_cpu_ms_per_request']:.3f} / {a['server_cpu_ms_per_request']:.3f} "
+            f"| {q['server_cpu_ms_per_request']:.3f} | {b['errors']:g} / {a['errors']:g} |"
+        )
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -258,12 +420,30 @@ def main() -> None:
         help="run the server with its HNSW index (`serve --ann`) instead of exact top-k",
     )
     ap.add_argument("--client", choices=("raw", "httpx"), default="raw")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "serve.json")
+    ap.add_argument(
+        "--auth-compare",
+        action="store_true",
+        help="the same load without a token and with one required on every read (no bare "
+        "call, no ANN); writes bench/results/serve_auth.json unless --out",
+    )
+    ap.add_argument(
+        "--auth-rates",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[300.0, 2000.0],
+        help="offered rates for --auth-compare (comma-separated req/s)",
+    )
+    ap.add_argument(
+        "--auth-repeats", type=int, default=1, help="pairs of runs per rate for --auth-compare"
+    )
+    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--workdir", type=Path, default=None, help="keep (and reuse) the shop here; default: temp"
     )
     args = ap.parse_args()
+    if args.out is None:
+        name = "serve_auth.json" if args.auth_compare else "serve.json"
+        args.out = HERE / "results" / name
 
     from threadpoolctl import threadpool_limits
 
@@ -312,6 +492,19 @@ def main() -> None:
         m = art.model
         rng = np.random.default_rng(2)
         known = np.flatnonzero(np.diff(m.seen_.indptr) > 0)
+        if args.auth_compare:
+            users = [str(art.user_ids[u]) for u in known.tolist()]
+            result["machine"]["load_average_start"] = [round(x, 2) for x in os.getloadavg()]
+            result["auth_compare"] = auth_compare(store_path, model_dir, users, args)
+            result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+            print(auth_table(result["auth_compare"]["rows"]))
+            print(
+                f"load average (1, 5, 15 min) start {result['machine']['load_average_start']}, "
+                f"end {result['machine']['load_average_end']}; written to {args.out}"
+            )
+            return
         sample = rng.choice(known, size=args.bare_calls)
         with threadpool_limits(1):
             for u in sample[:50]:
@@ -334,42 +527,8 @@ def main() -> None:
         print(f"bare: {bare}", file=sys.stderr)
 
         # -- the server under load -----------------------------------------------------------
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        exe = Path(sys.executable).with_name("shopsight")
-        proc = subprocess.Popen(
-            [
-                str(exe),
-                "serve",
-                "--store",
-                str(store_path),
-                "--model",
-                str(model_dir),
-                "--port",
-                str(port),
-                "--json",
-                *(["--ann"] if args.serve_ann else []),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, "SHOPSIGHT_API_TOKEN": ""},
-        )
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(proc.stderr.read().decode()[-2000:] if proc.stderr else "")
-                try:
-                    if httpx.get(url + "/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("server did not start")
-                time.sleep(0.3)
-            users = [str(art.user_ids[u]) for u in known.tolist()]
+        users = [str(art.user_ids[u]) for u in known.tolist()]
+        with serving(store_path, model_dir, ann=args.serve_ann) as (url, proc):
             before = server_side(url)
             cpu_before = process_cpu_seconds(proc.pid)
             load = asyncio.run(
@@ -377,12 +536,6 @@ def main() -> None:
             )
             after = server_side(url)
             server_cpu = process_cpu_seconds(proc.pid) - cpu_before
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
         count = after["count"] - before["count"]
         srv_mean = 1000 * (after["sum_s"] - before["sum_s"]) / max(count, 1)
         load["server_side_mean_ms"] = round(srv_mean, 4)

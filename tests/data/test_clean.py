@@ -229,7 +229,8 @@ def test_duplicate_reviews_keep_one_per_pair(store, keep, expected_text):
 
 def test_duplicate_ids_keep_latest_ingested(store):
     store.conn.execute(
-        "INSERT INTO ingest_log VALUES (1, 'old.csv', 'f1', 'csv', 1, 1, 0, 0, now(), now()),"
+        "INSERT INTO ingest_log (ingest_id, source, fingerprint, format, read, stored, "
+        "duplicates, quarantined, started_at, finished_at) VALUES (1, 'old.csv', 'f1', 'csv', 1, 1, 0, 0, now(), now()),"
         " (2, 'new.csv', 'f2', 'csv', 1, 1, 0, 0, now(), now())"
     )
     _insert(

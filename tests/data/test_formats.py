@@ -486,13 +486,13 @@ def test_movielens_csv(tmp_path: Path) -> None:
     }
     assert m[2]["category"] is None
     src, t = stage(tags)
-    assert src.target == "reviews" and not src.reviews_as_events
+    assert src.target == "events"  # a tag is an annotation event, not a review
     tag = rows(t)[0]
-    assert (tag["user_id"], tag["item_id"], tag["text"], tag["rating"]) == (
+    assert (tag["user_id"], tag["item_id"], tag["event_type"], tag["query"]) == (
         "2",
         "60756",
+        "tag",
         "funny",
-        None,
     )
     assert tag["timestamp"] == datetime(2015, 10, 24, 19, 29, 54)
 

@@ -497,3 +497,64 @@ def test_ingest_reads_the_shop_without_mapping(
         assert by_file["items.csv"].stored == CONFIG.n_items
         assert by_file["users.csv"].stored == CONFIG.n_users
         assert by_file["reviews.jsonl"].stored == gt["counts"]["reviews"]
+
+
+# -- streaming in blocks ---------------------------------------------------------------------
+
+BLOCKED = ShopConfig.small(
+    n_users=450, n_items=120, days=20, images=False, seed=11, block_users=200
+)
+
+
+def test_blocks_stream_and_parts_match_a_full_run(tmp_path: Path) -> None:
+    """A shop of several blocks: noise lines are exact across blocks, and per-worker parts hold
+    the same rows as the full run (ids, sessions and noise included)."""
+    full = generate_shop(tmp_path / "full", BLOCKED)
+    gt = full.load_ground_truth()
+    lines = full.events.read_text(encoding="utf-8").splitlines()
+    assert len(lines) - 1 == gt["counts"]["rows"]
+    assert gt["counts"]["users"] == 450 and len(gt["users"]) == 450
+    assert gt["noise"]["n_bot_users"] == round(BLOCKED.bot_fraction * 450)
+    assert sum(s["n_users"] for s in gt["segments"]) + gt["noise"]["n_bot_users"] == 450
+    seen: set[str] = set()
+    repeats = []
+    for no, line in enumerate(lines, start=1):
+        if line in seen:
+            repeats.append(no)
+        seen.add(line)
+    assert repeats == gt["noise"]["duplicate_lines"]
+    rows = list(csv.DictReader(lines))
+    bad = sorted(no for no, row in enumerate(rows, start=2) if _row_problem(row))
+    assert bad == [m["line"] for m in gt["noise"]["malformed"]]
+    # Session ids never span two users, across blocks too.
+    owners: dict[str, set[str]] = {}
+    for r in rows:
+        if r["session_id"] and r["user_id"]:
+            owners.setdefault(r["session_id"], set()).add(r["user_id"])
+    assert all(len(v) == 1 for v in owners.values())
+
+    parts = [
+        generate_shop(tmp_path / "parts", BLOCKED, user_range=rg) for rg in [(0, 400), (400, 450)]
+    ]
+    part_lines = [p.events.read_text(encoding="utf-8").splitlines() for p in parts]
+    assert all(p[0] == lines[0] for p in part_lines)
+    assert part_lines[0][1:] + part_lines[1][1:] == lines[1:]
+    assert parts[0].items.read_bytes() == full.items.read_bytes()
+    users_rows = [p.users.read_text(encoding="utf-8").splitlines() for p in parts]
+    assert users_rows[0] + users_rows[1][1:] == full.users.read_text(encoding="utf-8").splitlines()
+    pgt = [p.load_ground_truth() for p in parts]
+    assert pgt[1]["users_range"] == [400, 450] and set(pgt[1]["users"]) == {
+        u for u in gt["users"] if int(u[1:]) >= 400
+    }
+    assert sum(g["counts"]["rows"] for g in pgt) == gt["counts"]["rows"]
+    # Each part's noise lines refer to its own file.
+    for p, g in zip(part_lines, pgt, strict=True):
+        bad = sorted(no for no, row in enumerate(csv.DictReader(p), start=2) if _row_problem(row))
+        assert bad == [m["line"] for m in g["noise"]["malformed"]]
+
+
+def test_user_range_must_hold_whole_blocks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="multiples of block_users"):
+        generate_shop(tmp_path, BLOCKED, user_range=(100, 300))
+    with pytest.raises(ValueError, match="START < END"):
+        generate_shop(tmp_path, BLOCKED, user_range=(0, 900))

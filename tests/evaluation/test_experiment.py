@@ -75,6 +75,10 @@ def test_model_specs():
         Experiment("random-811", ["ease", "als"], baseline="bpr")
 
 
+def small_users(res) -> int:
+    return int(res.dataset["users"])
+
+
 @pytest.fixture(scope="module")
 def shop_result(small_shop):
     exp = Experiment(
@@ -100,10 +104,12 @@ def test_runs_models_on_the_same_splits_with_stats(shop_result):
     assert knn["recall@20"]["mean"] == pytest.approx(np.mean(runs))
     assert knn["recall@20"]["std"] == pytest.approx(np.std(runs, ddof=1))
     assert knn["recall@20"]["runs"] == 2
-    # itemknn beats popularity on this shop, significantly, on paired per-user values
+    # itemknn beats popularity on this shop, significantly, on paired per-user means
     assert knn["recall@20"]["delta"] > 0
     assert knn["recall@20"]["p_ttest"] < 0.05 and knn["recall@20"]["p_wilcoxon"] < 0.05
-    assert knn["recall@20"]["pairs"] > 50
+    assert knn["recall@20"]["significant"] == "better"
+    # two re-drawn splits: a user tested in both is one pair (its mean), never two
+    assert 50 < knn["recall@20"]["pairs"] <= small_users(shop_result)
     for m in ("coverage@10", "novelty@20", "diversity@10"):
         assert m in knn
     assert "cold_users" in res.slices["popularity"] and "popular" in res.slices["popularity"]
@@ -117,18 +123,19 @@ def test_a_failing_model_is_reported_not_fatal(shop_result):
 
 def test_output_formats(shop_result):
     md = to_markdown(shop_result)
-    assert (
-        "random-811" in md
-        and "| itemknn(neighbours=50) |" in md
-        and "[published, Amazon Baby]" in md
-    )
-    assert "p (Wilcoxon)" in md
+    assert "random-811" in md and "| itemknn(neighbours=50) |" in md
+    # MMRec's Baby figures do not compare with the synthetic shop: listed apart, named
+    ours, apart = md.split("Published on Amazon Baby, not comparable")
+    assert "[published" not in ours and "| FREEDOM (Baby) [published on Amazon Baby] |" in apart
+    assert "p (Wilcoxon)" in md and "p Holm (Wilcoxon)" in md
     rows = list(csv.DictReader(io.StringIO(to_csv(shop_result))))
     assert {r["source"] for r in rows} == {"ours", "published"}
+    assert {r["comparable"] for r in rows if r["source"] == "published"} == {"False"}
     assert any(r["model"] == "popularity" and r["metric"] == "ndcg@10" for r in rows)
     console = Console(record=True, width=200)
     console.print(render_table(shop_result))
-    assert "itemknn" in console.export_text()
+    text = console.export_text()
+    assert "itemknn" in text and "published on Amazon Baby, not comparable" in text
     # JSON round trip renders the same
     d = json.loads(json.dumps(shop_result.to_dict()))
     assert to_markdown(d) == md
@@ -195,3 +202,63 @@ def test_ml100k_stratified_item_target(ml100k):
     """Microsoft Recommenders' benchmark split: EASE beats BiVAE's 0.4687 and reaches 0.48."""
     res = Experiment("stratified-item-75-25", ["ease:l2=400"]).run(ml100k.dataset, ml100k.lineage)
     assert res.value("ease(l2=400)", "ndcg@10") >= 0.48
+
+
+def test_holm_and_unit_means():
+    from shopsight.evaluation.experiment import holm, unit_means
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, float("nan")])[0] == 0.5 and np.isnan(holm([0.5, float("nan")])[1])
+    units, means = unit_means([np.array([3, 1]), np.array([1, 3])], [np.array([1.0, 2.0])] * 2)
+    assert units.tolist() == [1, 3] and means.tolist() == [1.5, 1.5]
+
+
+def test_fixed_split_with_seeds_tests_per_user_means(small_shop):
+    """A split pinned by its protocol (seed 42) is the same for every seed: the seeds vary the
+    models only, each user is one pair, and a worse model is marked worse, not starred."""
+    proto = {
+        "name": "pinned",
+        "split": {"method": "sklearn_random", "train_size": 0.75, "seed": 42},
+        "metrics": ["recall"],
+        "ks": [10],
+    }
+    res = Experiment(proto, ["itemknn:neighbours=50", "popularity"], seeds=[0, 1]).run(
+        small_shop.dataset, small_shop.lineage
+    )
+    splits = {json.dumps(r["split"]["sizes"]) for r in res.runs}
+    assert len(splits) == 1
+    cell = res.summary["popularity"]["recall@10"]
+    users = res.runs[0]["info"]["users"] if "info" in res.runs[0] else None
+    assert cell["pairs"] <= small_users(res)
+    if users is not None:
+        assert cell["pairs"] <= users
+    assert cell["delta"] < 0 and cell["significant"] == "worse"
+    assert res.significance["correction"] == "holm" and "wilcoxon" in res.significance["test"]
+    console = Console(record=True, width=200)
+    console.print(render_table(res))
+    assert "▼" in console.export_text() and "▲" not in console.export_text()
+
+
+def test_published_rows_only_beside_the_same_dataset(small_shop):
+    res = Experiment("random-811", ["popularity"], dataset_name="amazon-baby").run(
+        small_shop.dataset, small_shop.lineage
+    )
+    assert res.published["comparable"] and res.dataset["name"] == "Amazon Baby"
+    md = to_markdown(res)
+    assert "random-811 on Amazon Baby (declared)" in md
+    assert "| FREEDOM (Baby) [published on Amazon Baby] |" in md and "not comparable" not in md
+    other = Experiment("random-811", ["popularity"], dataset_name="my shop").run(
+        small_shop.dataset, small_shop.lineage
+    )
+    assert not other.published["comparable"] and "my shop" in other.published["reason"]
+
+
+def test_ml100k_recognised_by_fingerprint(ml100k):
+    from shopsight.data.store import Store
+    from shopsight.evaluation.published import identify_store
+
+    with Store(ml100k.store, read_only=True) as store:
+        ident = identify_store(store, len(ml100k.dataset))
+        assert ident.name == "MovieLens-100K" and ident.how == "fingerprint"
+        cut = identify_store(store, len(ml100k.dataset) - 1)
+        assert cut.name is None and "filtered" in cut.detail

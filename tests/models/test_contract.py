@@ -53,6 +53,8 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
     # DP-SGD at a weak budget: the contract is about the protocol; the utility cost of strong
     # budgets is measured in bench/dp.py and tests/privacy.
     "quantized": {"model_params": {"factors": 16, "iterations": 10, "num_threads": 1}},
+    # User-level DP on 300 users: a weak budget here too (the strong ones are in bench/dp.py).
+    "dp": {"epsilon": 50.0, "max_items_per_user": 32},
     "dp_bpr": {"factors": 32, "epochs": 15, "batch_size": 1024, "dp_epsilon": 50.0, "lr": 0.05},
     "sasrec": {
         "dim": 32,

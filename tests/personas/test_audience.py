@@ -111,3 +111,26 @@ def test_audience_cli(shop: Any, built: Personas, tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert bad.stderr.strip().startswith("error: give exactly one of")
     assert "Traceback" not in bad.stderr
+
+
+def test_category_audience_refuses_without_a_real_score(built: Personas) -> None:
+    """No purchases anywhere: every profile score would be 0, so no list comes back."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    col = built.users.schema.get_field_index("purchase_propensity")
+    zero = pa.array(np.zeros(len(built)), built.users.schema.field(col).type)
+    flat = dataclasses.replace(
+        built, users=built.users.set_column(col, "purchase_propensity", zero)
+    )
+    with pytest.raises(ValueError, match=r"no real score for 'Clothing > Shoes'.*--model-dir"):
+        category_audience(flat, "Clothing > Shoes", size=50)
+
+
+def test_category_audience_matches_by_prefix(built: Personas) -> None:
+    """'Clothing' takes in 'Clothing > Shoes' and its siblings (one rule, data.categories)."""
+    parent = category_audience(built, "Clothing", size=10_000)
+    leaf = category_audience(built, "Clothing > Shoes", size=10_000)
+    assert parent.details["engaged_users"] >= leaf.details["engaged_users"] > 0
+    assert np.all(parent.scores > 0) and len(set(parent.users)) == parent.size

@@ -133,6 +133,8 @@ def test_cli_dp_train(raw_store: Path, tmp_path: Path) -> None:
         app,
         [
             "dp-train",
+            "--model",
+            "dp_bpr",
             "--store",
             str(raw_store),
             "--out",

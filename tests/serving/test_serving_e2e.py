@@ -24,9 +24,9 @@ def _ids(resp: httpx.Response) -> list[str]:
 
 
 def test_health_openapi_and_metrics(served: str) -> None:
-    h = httpx.get(served + "/health").json()
+    h = httpx.get(served + "/status", headers=auth()).json()
     assert h["status"] == "ok" and h["model"] == "als" and h["n_items"] > 0
-    spec = httpx.get(served + "/openapi.json").json()
+    spec = httpx.get(served + "/openapi.json", headers=auth()).json()
     for path in (
         "/recommend/{user_id}",
         "/recommend",
@@ -38,11 +38,12 @@ def test_health_openapi_and_metrics(served: str) -> None:
         "/persona/{user_id}",
         "/segments",
         "/health",
+        "/status",
         "/metrics",
     ):
         assert path in spec["paths"], path
-    httpx.get(served + "/recommend/anyone")
-    text = httpx.get(served + "/metrics").text
+    httpx.get(served + "/recommend/anyone", headers=auth())
+    text = httpx.get(served + "/metrics", headers=auth()).text
     assert (
         'shopsight_requests_total{method="GET",route="/recommend/{user_id}",status="200"}' in text
     )
@@ -54,7 +55,7 @@ def test_known_user_matches_the_model_exactly(served: str, shop: Shop) -> None:
     art = load_artifact(shop.model)
     user = str(art.user_ids[3])
     want = [r["item_id"] for r in art.recommend(user, 7)]
-    got = httpx.get(f"{served}/recommend/{user}", params={"k": 7})
+    got = httpx.get(f"{served}/recommend/{user}", params={"k": 7}, headers=auth())
     assert got.json()["source"] == "model"
     assert _ids(got) == want
 
@@ -70,24 +71,28 @@ def test_plain_recommend_fast_path_agrees_with_the_documented_route(
         ({"k": "4", "exclude_seen": "false"}, [("k", "4"), ("exclude_seen", "false")] * 2),
     ]
     for fast, documented in cases:
-        a = httpx.get(f"{served}/recommend/{user}", params=fast)
-        b = httpx.get(f"{served}/recommend/{user}", params=documented)
+        a = httpx.get(f"{served}/recommend/{user}", params=fast, headers=auth())
+        b = httpx.get(f"{served}/recommend/{user}", params=documented, headers=auth())
         assert a.status_code == b.status_code == 200
         assert a.json() == b.json()
     # Invalid values get FastAPI's own 422 body whichever way they arrive.
     for bad in ({"k": "0"}, {"k": "ten"}, {"price_max": "-1"}, {"exclude_seen": "maybe"}):
-        a = httpx.get(f"{served}/recommend/{user}", params=bad)
-        b = httpx.get(f"{served}/recommend/{user}", params=[*bad.items(), *bad.items()])
+        a = httpx.get(f"{served}/recommend/{user}", params=bad, headers=auth())
+        b = httpx.get(
+            f"{served}/recommend/{user}", params=[*bad.items(), *bad.items()], headers=auth()
+        )
         assert a.status_code == b.status_code == 422, bad
         assert a.json() == b.json()
     # Unknown parameters are ignored, as by the documented route.
-    c = httpx.get(f"{served}/recommend/{user}", params={"k": "6", "utm_source": "mail"})
+    c = httpx.get(
+        f"{served}/recommend/{user}", params={"k": "6", "utm_source": "mail"}, headers=auth()
+    )
     assert c.status_code == 200 and _ids(c) == [x["item_id"] for x in art.recommend(user, 6)]
 
 
 def test_unknown_user_gets_the_fallback_ranking_not_an_error(served: str, shop: Shop) -> None:
     art = load_artifact(shop.model)
-    r = httpx.get(f"{served}/recommend/never-seen-before", params={"k": 5})
+    r = httpx.get(f"{served}/recommend/never-seen-before", params={"k": 5}, headers=auth())
     assert r.json()["source"] == "fallback"
     assert _ids(r) == [x["item_id"] for x in art.recommend("never-seen-before", 5)]
 
@@ -103,7 +108,11 @@ def test_filters_are_applied_before_top_k(served: str, shop: Shop) -> None:
     price = {r[0]: r[2] for r in rows}
     top_level = Counter(c.split(" > ")[0] for c in cat.values()).most_common()[-1][0]
     k = 6
-    got = _ids(httpx.get(f"{served}/recommend/{user}", params={"k": k, "category": top_level}))
+    got = _ids(
+        httpx.get(
+            f"{served}/recommend/{user}", params={"k": k, "category": top_level}, headers=auth()
+        )
+    )
     # exact top-k among the category's items, computed here from the model itself
     scores = art.model.score([art.user_index(user)])[0]
     ip, ind = art.model.seen_.indptr, art.model.seen_.indices
@@ -115,7 +124,9 @@ def test_filters_are_applied_before_top_k(served: str, shop: Shop) -> None:
     want = [str(art.item_ids[i]) for i, v in zip(idx[0], vals[0], strict=True) if np.isfinite(v)]
     assert got == want and len(got) == min(k, int(ok.sum()))
     cheap = float(np.nanpercentile([p for p in price.values() if p is not None], 20))
-    got = _ids(httpx.get(f"{served}/recommend/{user}", params={"k": k, "price_max": cheap}))
+    got = _ids(
+        httpx.get(f"{served}/recommend/{user}", params={"k": k, "price_max": cheap}, headers=auth())
+    )
     assert len(got) == k and all(price[i] is not None and price[i] <= cheap for i in got)
 
 
@@ -131,7 +142,7 @@ def test_new_user_events_change_the_next_recommendation(served: str, shop: Shop)
         by_cat.setdefault(c, []).append(item)
     cat, items = max(by_cat.items(), key=lambda kv: len(kv[1]))
     user = "live-newcomer"
-    before = httpx.get(f"{served}/recommend/{user}", params={"k": 10}).json()
+    before = httpx.get(f"{served}/recommend/{user}", params={"k": 10}, headers=auth()).json()
     assert before["source"] == "fallback"
     events = [
         {"user_id": user, "item_id": it, "event_type": t, "timestamp": f"2024-05-0{d}T10:00:00Z"}
@@ -210,7 +221,7 @@ def test_write_endpoints_need_the_token_and_bodies_are_bounded(served: str) -> N
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
     r = httpx.post(served + "/events", json={"events": [ev] * 1001}, headers=auth())
     assert r.status_code == 422
-    r = httpx.get(served + "/recommend/u1", params={"k": 0})
+    r = httpx.get(served + "/recommend/u1", params={"k": 0}, headers=auth())
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "query.k"
     assert (
         "access-control-allow-origin"
@@ -221,9 +232,9 @@ def test_write_endpoints_need_the_token_and_bodies_are_bounded(served: str) -> N
 def test_similar_modalities(served: str, shop: Shop) -> None:
     art = load_artifact(shop.model)
     item = str(art.item_ids[10])
-    beh = httpx.get(f"{served}/similar/{item}", params={"k": 5})
+    beh = httpx.get(f"{served}/similar/{item}", params={"k": 5}, headers=auth())
     assert _ids(beh) == [x["item_id"] for x in art.similar(item, 5)]
-    txt = httpx.get(f"{served}/similar/{item}", params={"k": 5, "modality": "text"})
+    txt = httpx.get(f"{served}/similar/{item}", params={"k": 5, "modality": "text"}, headers=auth())
     same = [it["category"] for it in txt.json()["items"]]
     from shopsight.data.store import Store
 
@@ -232,17 +243,24 @@ def test_similar_modalities(served: str, shop: Shop) -> None:
             "SELECT category FROM items_clean WHERE item_id = ?", [item]
         ).fetchall()[0][0]
     assert same.count(mine) >= 3  # the text (which names the category) finds its neighbours
-    assert httpx.get(f"{served}/similar/{item}", params={"modality": "fused"}).status_code == 200
-    img = httpx.get(f"{served}/similar/{item}", params={"modality": "image"})
+    assert (
+        httpx.get(
+            f"{served}/similar/{item}", params={"modality": "fused"}, headers=auth()
+        ).status_code
+        == 200
+    )
+    img = httpx.get(f"{served}/similar/{item}", params={"modality": "image"}, headers=auth())
     assert img.status_code == 409 and "image" in img.json()["detail"]
-    assert httpx.get(f"{served}/similar/nope").status_code == 404
+    assert httpx.get(f"{served}/similar/nope", headers=auth()).status_code == 404
 
 
 def test_predict_and_personas_say_when_nothing_is_deployed(served: str) -> None:
-    r = httpx.post(served + "/predict", json={"pairs": [{"user_id": "u1", "item_id": "i1"}]})
+    r = httpx.post(
+        served + "/predict", json={"pairs": [{"user_id": "u1", "item_id": "i1"}]}, headers=auth()
+    )
     assert r.status_code == 404 and "predictor" in r.json()["detail"]
-    assert httpx.get(served + "/persona/u1").status_code == 404
-    assert httpx.get(served + "/segments").status_code == 404
+    assert httpx.get(served + "/persona/u1", headers=auth()).status_code == 404
+    assert httpx.get(served + "/segments", headers=auth()).status_code == 404
 
 
 @pytest.mark.parametrize("rounds", [2])
@@ -257,7 +275,7 @@ def test_reload_under_concurrent_traffic_has_no_failed_request(
 
     def hammer(seed: int) -> None:
         rng = np.random.default_rng(seed)
-        with httpx.Client(base_url=served, timeout=10) as c:
+        with httpx.Client(base_url=served, headers=auth(), timeout=10) as c:
             while not stop.is_set():
                 u = users[int(rng.integers(len(users)))]
                 try:
@@ -295,7 +313,7 @@ def test_reload_under_concurrent_traffic_has_no_failed_request(
             t.join()
     assert failures == []
     assert len(versions) == 2 and sum(versions.values()) > 20
-    assert httpx.get(served + "/health").json()["model_dir"] == str(shop.model)
+    assert httpx.get(served + "/status", headers=auth()).json()["model_dir"] == shop.model.name
 
 
 def test_token_file_is_what_authorises(served: str) -> None:

@@ -28,11 +28,15 @@ class FakePredictor:
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], list[str]]] = []
 
-    def predict(
+    def prepare(
         self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]
-    ) -> dict[str, np.ndarray]:
+    ) -> tuple[list[str], list[str]]:
         assert isinstance(store, Store)
         self.calls.append((list(user_ids), list(item_ids)))
+        return list(user_ids), list(item_ids)
+
+    def predict_examples(self, prepared: tuple[list[str], list[str]]) -> dict[str, np.ndarray]:
+        user_ids, item_ids = prepared
         return {
             k: np.array([_p(u, i, k) for u, i in zip(user_ids, item_ids, strict=True)])
             for k in ("click", "add_to_cart", "purchase")
@@ -42,11 +46,12 @@ class FakePredictor:
 class FakePersonas:
     def profile(self, user_id: str) -> dict[str, Any] | None:
         if user_id.startswith("u"):
-            return {"user": "p_" + hashlib.sha256(user_id.encode()).hexdigest()[:24], "segment": 1}
+            pid = "p_" + hashlib.sha256(user_id.encode()).hexdigest()[:24]
+            return {"user": pid, "segment": {"id": 1, "name": "Bargain hunters"}}
         return None
 
     def segments(self) -> list[dict[str, Any]]:
-        return [{"segment": 1, "size": 10, "label": "bargain hunters"}]
+        return [{"id": 1, "name": "Bargain hunters", "size": 10}]
 
 
 class Recorder:
@@ -117,7 +122,7 @@ def test_predict_goes_through_the_predictor_interface(
 ) -> None:
     url, pred, _ = fake_server
     pairs = [{"user_id": "u0001", "item_id": "i0003"}, {"user_id": "new", "item_id": "i9999"}]
-    r = httpx.post(url + "/predict", json={"pairs": pairs})
+    r = httpx.post(url + "/predict", json={"pairs": pairs}, headers=auth())
     assert r.status_code == 200, r.text
     out = r.json()["predictions"]
     assert pred.calls[-1] == (["u0001", "new"], ["i0003", "i9999"])
@@ -125,15 +130,18 @@ def test_predict_goes_through_the_predictor_interface(
         for k in ("click", "add_to_cart", "purchase"):
             assert row[k] == pytest.approx(_p(p["user_id"], p["item_id"], k))
     too_many = {"pairs": [pairs[0]] * 1001}
-    assert httpx.post(url + "/predict", json=too_many).status_code == 422
+    assert httpx.post(url + "/predict", json=too_many, headers=auth()).status_code == 422
 
 
 def test_personas_and_segments(fake_server: tuple[str, FakePredictor, Recorder]) -> None:
     url, _, _ = fake_server
-    r = httpx.get(url + "/persona/u0005")
+    r = httpx.get(url + "/persona/u0005", headers=auth())
     assert r.status_code == 200 and r.json()["user"].startswith("p_")
-    assert httpx.get(url + "/persona/zzz").status_code == 404
-    assert httpx.get(url + "/segments").json()["segments"][0]["label"] == "bargain hunters"
+    assert httpx.get(url + "/persona/zzz", headers=auth()).status_code == 404
+    assert (
+        httpx.get(url + "/segments", headers=auth()).json()["segments"][0]["name"]
+        == "Bargain hunters"
+    )
 
 
 def test_explain_gets_the_users_history_and_is_attached_per_item(
@@ -142,7 +150,7 @@ def test_explain_gets_the_users_history_and_is_attached_per_item(
     url, _, rec = fake_server
     art = load_artifact(shop.model)
     user = str(art.user_ids[7])
-    r = httpx.get(f"{url}/recommend/{user}", params={"k": 4, "explain": True})
+    r = httpx.get(f"{url}/recommend/{user}", params={"k": 4, "explain": True}, headers=auth())
     assert r.status_code == 200, r.text
     call = rec.explain_calls[-1]
     u = art.user_index(user)
@@ -155,7 +163,9 @@ def test_explain_gets_the_users_history_and_is_attached_per_item(
     assert all("item" not in it["explanation"] for it in items)
     # an anonymous session is explained by its own items
     s = httpx.post(
-        url + "/recommend", json={"session": {"items": ["i0001", "i0002"]}, "k": 3, "explain": True}
+        url + "/recommend",
+        json={"session": {"items": ["i0001", "i0002"]}, "k": 3, "explain": True},
+        headers=auth(),
     )
     assert s.status_code == 200
     assert sorted(rec.explain_calls[-1]["history"]) == sorted(
@@ -196,4 +206,4 @@ def test_without_a_token_writes_are_refused(shop: Shop, tmp_path: Path) -> None:
         ev = {"user_id": "a", "item_id": "i0001", "event_type": "view"}
         r = httpx.post(srv.url + "/events", json=ev, headers=auth())
         assert r.status_code == 403 and "no API token" in r.json()["detail"]
-        assert httpx.get(srv.url + "/recommend/a").status_code == 200
+        assert httpx.get(srv.url + "/recommend/a").status_code == 200  # no token: reads open

@@ -31,7 +31,7 @@ def test_real_predictor_personas_and_explanations(shop: Shop, tmp_path: Path) ->
     art = load_artifact(model)
     user, item = str(art.user_ids[0]), str(art.item_ids[0])
     with ThreadServer(create_app(store, model)) as srv:
-        health = httpx.get(srv.url + "/health").json()
+        health = httpx.get(srv.url + "/status").json()
         assert health["predictor"] and health["personas"]
         r = httpx.post(
             srv.url + "/predict",

@@ -15,6 +15,7 @@ from shopsight.cli import (
     evaluation,
     explain,
     features,
+    live,
     personas,
     prediction,
     privacy,
@@ -30,10 +31,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _options(
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars (they are drawn on stderr, on a terminal)."
+    ),
+) -> None:
+    from shopsight.progress import set_quiet
+
+    set_quiet(True if quiet else None)
+
+
 for _group in (data, demo, training, features, evaluation, explain, personas):
     app.add_typer(_group.app)
 app.add_typer(prediction.app, name="predict")
-for _group in (privacy, serving):
+for _group in (privacy, serving, live):
     app.add_typer(_group.app)
 
 

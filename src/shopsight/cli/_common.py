@@ -126,6 +126,17 @@ def print_clean(result: dict[str, Any]) -> None:
         short = ", ".join(f"{k}={v}" for k, v in detail.items() if not isinstance(v, list | dict))
         table.add_row(step["step"], step["table"], f"{step['removed']:,}", short[:80])
     err.print(table)
+    before, after = result.get("before", {}), result.get("after", {})
+    err.print(
+        "rows kept: " + "; ".join(f"{t} {before[t]:,} -> {after.get(t, 0):,}" for t in before),
+        highlight=False,
+    )
+    types = result.get("event_types") or {}
+    if types:
+        err.print(
+            "events by type: " + "; ".join(f"{t} {a:,} -> {b:,}" for t, (a, b) in types.items()),
+            highlight=False,
+        )
 
 
 def print_stats(result: dict[str, Any]) -> None:

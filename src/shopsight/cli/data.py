@@ -23,6 +23,7 @@ from shopsight.cli._common import (
     status,
 )
 from shopsight.data.store import DEFAULT_STORE, Store
+from shopsight.errors import InputError
 
 app = group()
 
@@ -30,7 +31,9 @@ app = group()
 @app.command()
 @friendly_errors
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Files of one dataset (several at once).")],
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Files of one dataset (several at once).")
+    ] = None,
     store: StoreOpt = Path(DEFAULT_STORE),
     format: Annotated[
         str | None, typer.Option("--format", help="Override auto-detection (see `formats`).")
@@ -53,9 +56,36 @@ def ingest(
             help="Store keyed pseudonyms instead of raw user ids (key: SHOPSIGHT_PSEUDONYM_KEY).",
         ),
     ] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Read a database instead of files: postgresql://... or mysql://... "
+            "(password from the URL or PGPASSWORD; never logged).",
+        ),
+    ] = None,
+    table_names: Annotated[
+        list[str] | None,
+        typer.Option("--table", help="With --from: a table to read (repeatable)."),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help="With --from: a SELECT to read instead.")
+    ] = None,
+    watermark: Annotated[
+        str | None,
+        typer.Option(
+            "--watermark",
+            help="With --from: read only rows whose COLUMN is above the last ingest's highest "
+            "(e.g. updated_at); kept in ingest_log.",
+        ),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --watermark: read every row again.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate and append files to the store; bad rows go to quarantine with a reason."""
+    """Validate and append files (or database rows, --from) to the store; bad rows go to
+    quarantine with a reason."""
     from shopsight.config import parse_column_map
     from shopsight.data.formats import ReadOptions
     from shopsight.data.ingest import ingest_files
@@ -64,8 +94,17 @@ def ingest(
     defaults = parse_column_map(",".join(default or []), option="--default")
     options = ReadOptions(mapping=parse_column_map(map), target=target, defaults=defaults)
     pz = Pseudonymizer() if pseudonymize else None
-    with Store(store) as st, status("ingesting...", as_json):
-        report = ingest_files(st, files, format=format, options=options, pseudonymizer=pz)
+    if source is not None:
+        from shopsight.cli.live import ingest_from_database
+
+        report = ingest_from_database(
+            store, source, table_names, query, watermark, full, files, format, options, pz, as_json
+        )
+    else:
+        if not files:
+            raise InputError("ingest: name the files to read, or a database with --from URL")
+        with Store(store) as st, status("ingesting...", as_json):
+            report = ingest_files(st, files, format=format, options=options, pseudonymizer=pz)
     result = report.to_dict()
     if as_json:
         emit(result, True)
@@ -73,7 +112,7 @@ def ingest(
         table = Table("file", "format", "read", "stored", "duplicates", "quarantined", "s")
         for f in report.files:
             table.add_row(
-                Path(f.source).name,
+                f.source if source is not None else Path(f.source).name,
                 f.format or "-",
                 f"{f.read:,}",
                 f"{f.stored:,}",
@@ -92,6 +131,10 @@ def ingest(
             "",
         )
         err.print(table)
+        from shopsight.data.ingest import derived_lines
+
+        for line in derived_lines(report):
+            err.print(line, highlight=False)
     for f in report.files:
         if f.error:
             error(f.error)
@@ -132,13 +175,24 @@ def generate(
     images: Annotated[
         bool, typer.Option("--images/--no-images", help="Render item images.")
     ] = True,
+    user_range: Annotated[
+        str | None,
+        typer.Option(
+            "--user-range",
+            help="START:END: only these users (whole blocks of block_users), as part files.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate the synthetic demo shop (files in the generic formats + ground truth)."""
+    """Generate the synthetic demo shop (files in the generic formats + ground truth).
+
+    Users stream in blocks (memory: the catalogue and one block); ``--user-range`` writes one
+    worker's part (``events-START-END.csv`` ...) with the same rows a full run gives them."""
     from shopsight.config import load_yaml, parse_overrides
     from shopsight.data.synthetic import ShopConfig, generate_shop
+    from shopsight.errors import InputError
 
     cfg = {**load_yaml(config, "shop"), **parse_overrides(set_)}
     for key, val in (("n_users", users), ("n_items", items), ("days", days), ("seed", seed)):
@@ -146,8 +200,14 @@ def generate(
             cfg[key] = val
     cfg["images"] = images and cfg.get("images", True)
     shop_cfg = ShopConfig.from_dict(cfg)
+    part: tuple[int, int] | None = None
+    if user_range is not None:
+        lo, sep, hi = user_range.partition(":")
+        if not (sep and lo.strip().isdigit() and hi.strip().isdigit()):
+            raise InputError(f"--user-range {user_range!r}: expected START:END (user numbers)")
+        part = (int(lo), int(hi))
     with status("generating the synthetic shop...", as_json):
-        files = generate_shop(out, shop_cfg)
+        files = generate_shop(out, shop_cfg, user_range=part)
     result = {
         "out": str(out),
         "files": [str(p) for p in files.data_files()],

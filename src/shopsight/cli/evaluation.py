@@ -28,6 +28,21 @@ def evaluate(
         str | None, typer.Option(help="Model for the paired significance test.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write .md, .csv or .json.")] = None,
+    dataset_name: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset-name",
+            help="Name of the dataset (e.g. MovieLens-100K) when its files are not recognised: "
+            "published figures are shown beside ours only on the same dataset.",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a model parameter: MODEL.KEY=VALUE, e.g. dp.epsilon=8 (repeatable).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run several models on one protocol: mean, std and a paired test against a baseline."""
@@ -49,6 +64,8 @@ def evaluate(
         baseline=baseline,
         out=out,
         progress=progress,
+        dataset_name=dataset_name,
+        sets=set_,
     )
     emit(result, as_json)
     if not as_json:
@@ -66,7 +83,10 @@ def tune(
     protocol: Annotated[
         str, typer.Option(help="Protocol for the validation split.")
     ] = "random-811",
-    study: Annotated[Path | None, typer.Option(help="Study file (resumable).")] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(help="Study file or Optuna storage URL (sqlite:///x.db); resumable."),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Best config (YAML) for train.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

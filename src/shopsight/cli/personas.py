@@ -78,8 +78,15 @@ def personas(
 
     artifact = None if model_dir is None else load_model(model_dir)
     predictor = load_predictor(model_dir)
-    say = (lambda _m: None) if as_json else (lambda m: err.print(m, highlight=False))
-    with Store(store, read_only=True) as st:
+    from shopsight.progress import task
+
+    with Store(store, read_only=True) as st, task("personas") as bar:
+
+        def say(msg: str) -> None:
+            bar.update(info=msg)
+            if not as_json:
+                err.print(msg, highlight=False)
+
         p = build_personas(
             st,
             segment_config=scfg,
@@ -89,7 +96,8 @@ def personas(
             use_features=features,
             progress=say,
         )
-    report = write_report(p, out, n_user_pages=user_pages, seed=seed)
+        bar.update(info="report")
+        report = write_report(p, out, n_user_pages=user_pages, seed=seed)
     result: dict[str, Any] = {"report": str(report), **p.summary()}
     if save is not None:
         result["saved"] = str(p.save(save))
@@ -97,9 +105,14 @@ def personas(
         result["png"] = [str(x) for x in export_pngs(report, png)]
     emit(result, as_json)
     if not as_json:
+        missing = [k for k, v in result.get("signals", {}).items() if not v["available"]]
+        if missing:
+            err.print("  not in this data: " + ", ".join(missing), highlight=False)
         for s in result["segments"]:
+            value = f", {s['value_share']:.0%} of value" if s.get("value_share") is not None else ""
+            stab = f" — {s['stability_warning']}" if s.get("stability_warning") else ""
             err.print(
-                f"  {s['id']}: {s['name']} — {s['size']:,} users, {s['value_share']:.0%} of value"
+                f"  {s['id']}: {s['name']} — {s['size']:,} users{value}{stab}", highlight=False
             )
         err.print(f"report -> {report}")
 
@@ -180,6 +193,14 @@ def dashboard(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8050,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Require this token (else SHOPSIGHT_API_TOKEN / SHOPSIGHT_API_READ_TOKEN); "
+            "browsers sign in at /login. Needed to listen beyond loopback.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the personas dashboard alone (uvicorn), searchable by user id."""
@@ -187,6 +208,16 @@ def dashboard(
 
     from shopsight.personas.core import Personas, build_personas
     from shopsight.personas.dashboard import create_app
+    from shopsight.serving.auth import READ_TOKEN_ENV, AccessPolicy, read_token
+
+    policy = AccessPolicy(
+        admin_token=read_token(token_file), read_token=read_token(None, env=READ_TOKEN_ENV)
+    )
+    if not policy.enabled and host not in ("127.0.0.1", "localhost", "::1"):
+        raise InputError(
+            f"--host {host}: the dashboard shows every user's pseudonym; give --token-file "
+            "(or SHOPSIGHT_API_TOKEN) to listen beyond loopback"
+        )
 
     if personas_dir is not None:
         p = Personas.load(personas_dir)
@@ -196,4 +227,9 @@ def dashboard(
     emit({"url": f"http://{host}:{port}/dashboard", "users": len(p)}, as_json)
     if not as_json:
         err.print(f"dashboard on http://{host}:{port}/dashboard")
-    uvicorn.run(create_app(p), host=host, port=port, log_level="warning")
+    api = create_app(p)
+    if policy.enabled:
+        from shopsight.serving.routes.login import protect
+
+        protect(api, policy)
+    uvicorn.run(api, host=host, port=port, log_level="warning")

@@ -4,7 +4,8 @@
 - ``shopsight pseudonymize --store PATH`` (convert a raw-id store), ``--id RAW`` (print
   pseudonyms), ``--recover PSEUDONYM --candidates FILE`` (raw ids, needs the key)
 - ``shopsight export TABLE --store PATH --out FILE`` (user ids pseudonymised by default)
-- ``shopsight dp-train --store PATH --out DIR --dp-epsilon 4`` (DP-SGD BPR, epsilon reported)
+- ``shopsight dp-train --store PATH --out DIR --dp-epsilon 4`` (``dp``, or ``--model dp_bpr``;
+  epsilon and delta spent reported)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 
 from shopsight.cli._common import (
     JsonOpt,
+    SetOpt,
     StoreOpt,
     emit,
     err,
@@ -145,36 +147,117 @@ def dp_train(
     out: Annotated[Path, typer.Option("--out", help="Folder for the trained model.")] = Path(
         "model"
     ),
+    model_name: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="dp: EASE on a noisy item-item Gram, user-level by default; "
+            "dp_bpr: BPR with DP-SGD, one interaction as the unit.",
+        ),
+    ] = "dp",
     dp_epsilon: Annotated[
-        float | None, typer.Option("--dp-epsilon", help="Target epsilon (omit: not private).")
+        float,
+        typer.Option(
+            "--dp-epsilon",
+            help="Target epsilon. Omitted: 4, the default budget (omitting it never turns "
+            "privacy off; --no-dp does).",
+        ),
     ] = 4.0,
     dp_delta: Annotated[
-        float | None, typer.Option("--dp-delta", help="Target delta (default 1/(10 n)).")
+        float | None,
+        typer.Option("--dp-delta", help="Target delta (default 1/(10 n), n privacy units)."),
     ] = None,
-    max_grad_norm: Annotated[
-        float, typer.Option("--max-grad-norm", help="Per-example clipping bound.")
-    ] = 1.0,
+    unit: Annotated[
+        str | None,
+        typer.Option(
+            "--unit", help="dp: privacy unit, user (all of a user's data, default) or interaction."
+        ),
+    ] = None,
+    max_items_per_user: Annotated[
+        int | None,
+        typer.Option("--max-items-per-user", help="dp: items a user contributes (default 32)."),
+    ] = None,
     no_dp: Annotated[
-        bool, typer.Option("--no-dp", help="Same trainer without clipping or noise.")
+        bool,
+        typer.Option("--no-dp", help="Same model without noise: NOT private (a reference)."),
     ] = False,
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 10,
-    factors: Annotated[int, typer.Option(help="Latent factors.")] = 32,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Expected batch size.")] = 2048,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 0.01,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    set_: SetOpt = None,
+    max_grad_norm: Annotated[
+        float | None, typer.Option("--max-grad-norm", help="dp_bpr: per-example clipping bound.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="dp_bpr: epochs.")] = None,
+    factors: Annotated[int | None, typer.Option(help="dp_bpr: latent factors.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="dp_bpr: expected batch size.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="dp_bpr: learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (the noise drawn).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train BPR-MF with DP-SGD (Opacus) on the store and report the epsilon spent."""
+    """Train a differentially private recommender and report the (epsilon, delta) spent."""
+    from shopsight.config import parse_overrides
     from shopsight.data.dataset import Dataset
-    from shopsight.models.artifact import save_artifact
-    from shopsight.models.dp import DPBPR, DPConfig
+    from shopsight.models.artifact import privacy_line, save_artifact
+    from shopsight.models.base import Recommender
+    from shopsight.models.registry import create_model
 
-    dp = (
-        None if no_dp else DPConfig(epsilon=dp_epsilon, delta=dp_delta, max_grad_norm=max_grad_norm)
-    )
-    model = DPBPR.from_config(
-        dp, factors=factors, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed
-    )
+    bpr_only = {
+        "--max-grad-norm": max_grad_norm,
+        "--epochs": epochs,
+        "--factors": factors,
+        "--batch-size": batch_size,
+        "--lr": lr,
+    }
+    extra = parse_overrides(set_)
+    model: Recommender
+    if model_name == "dp":
+        given = [k for k, v in bpr_only.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: options of --model dp_bpr, not dp")
+        unit = unit or "user"
+        if unit not in ("user", "interaction"):
+            raise InputError(f"--unit {unit!r}: expected user or interaction")
+        params: dict[str, Any] = {
+            "epsilon": None if no_dp else dp_epsilon,
+            "delta": dp_delta,
+            "unit": unit,
+            "seed": seed,
+            **({"max_items_per_user": max_items_per_user} if max_items_per_user else {}),
+            **extra,
+        }
+        try:
+            model = create_model("dp", **params)
+        except TypeError as exc:
+            raise InputError(f"--set: {exc}") from None
+    elif model_name == "dp_bpr":
+        from shopsight.models.dp import DPBPR, DPConfig
+
+        if unit not in (None, "interaction") or max_items_per_user is not None:
+            raise InputError(
+                "--unit / --max-items-per-user: options of --model dp (dp_bpr's unit is one "
+                "interaction)"
+            )
+        dp = (
+            None
+            if no_dp
+            else DPConfig(
+                epsilon=dp_epsilon,
+                delta=dp_delta,
+                max_grad_norm=1.0 if max_grad_norm is None else max_grad_norm,
+            )
+        )
+        model = DPBPR.from_config(
+            dp,
+            factors=factors or 32,
+            epochs=epochs or 10,
+            batch_size=batch_size or 2048,
+            lr=lr or 0.01,
+            seed=seed,
+        )
+        if extra:
+            model.set_params(**extra)
+    else:
+        raise InputError(f"--model {model_name!r}: expected dp or dp_bpr")
     with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
         fingerprint = st.fingerprint()
@@ -182,14 +265,10 @@ def dp_train(
         raise DataError(f"{store}: no interactions to train on")
     model.fit(ds)
     save_artifact(model, ds, out, seed=seed, store_fingerprint=fingerprint)
-    result = {"model": model.name, "out": str(out), "privacy": model.privacy_}
+    privacy = model.privacy_  # type: ignore[attr-defined]
+    result = {"model": model.name, "out": str(out), "privacy": privacy}
     emit(result, as_json)
     if not as_json:
-        p = model.privacy_
-        if p["private"]:
-            err.print(
-                f"saved {out}: epsilon spent {p['epsilon']:.3f} (delta {p['delta']:.2g}, "
-                f"sigma {p['noise_multiplier']:.3f}, {p['steps']} steps)"
-            )
-        else:
-            err.print(f"saved {out}: not private")
+        err.print(f"saved {model.name} to {out}: {privacy_line(privacy)}")
+        if privacy["private"]:
+            err.print(f"  noise multiplier {privacy['noise_multiplier']:.3f}")

@@ -20,7 +20,9 @@ app = group()
 @app.command()
 @friendly_errors
 def serve(
-    model: Annotated[Path, typer.Option("--model", help="A folder written by `train`.")],
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A folder written by `train`.")
+    ] = None,
     store: StoreOpt = Path(DEFAULT_STORE),
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
         "127.0.0.1"
@@ -31,7 +33,24 @@ def serve(
     ] = 1,
     token_file: Annotated[
         Path | None,
-        typer.Option("--token-file", help="File holding the API token (else SHOPSIGHT_API_TOKEN)."),
+        typer.Option(
+            "--token-file", help="File holding the admin API token (else SHOPSIGHT_API_TOKEN)."
+        ),
+    ] = None,
+    read_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--read-token-file",
+            help="File holding a read-only token: every route but /events and /admin/* "
+            "(else SHOPSIGHT_API_READ_TOKEN).",
+        ),
+    ] = None,
+    models_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-root",
+            help="/admin/reload loads only folders below this one (default: --model's parent).",
+        ),
     ] = None,
     ann: Annotated[
         bool, typer.Option("--ann/--exact", help="Approximate top-k (HNSW) for known users.")
@@ -47,6 +66,24 @@ def serve(
     ] = None,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = 1 << 20,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            help="A/B test: NAME=MODEL_DIR (repeatable, instead of --model); users are split "
+            "by a keyed hash of their id.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="Shares of the variants, e.g. 50/50.")
+    ] = None,
+    impressions: Annotated[
+        bool,
+        typer.Option(
+            "--impressions/--no-impressions",
+            help="Log every served list to the store (for `online-report`).",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve recommendations, similar items, predictions, personas and live events over HTTP."""
@@ -54,22 +91,46 @@ def serve(
     from threadpoolctl import threadpool_limits
 
     from shopsight.serving.app import CONFIG_ENV, app_from_config, serve_config
-    from shopsight.serving.auth import read_token
+    from shopsight.serving.auth import READ_TOKEN_ENV, AccessPolicy, read_token
 
     Store(store, read_only=True).close()  # a missing or unreadable store fails here, in one line
-    if not (model / "config.json").is_file():
-        raise MissingFileError(f"{model}: not a trained model folder (run `shopsight train`)")
+    from shopsight.serving.variants import parse_variants
+
+    specs = parse_variants(variant, split) if variant else []
+    if specs and model is not None:
+        raise InputError("serve: give --model or --variant NAME=MODEL_DIR, not both")
+    if split is not None and not specs:
+        raise InputError("--split needs two or more --variant NAME=MODEL_DIR")
+    if model is None and not specs:
+        raise InputError("serve: name the model folder with --model (or --variant for A/B)")
+    for folder in [s.model_dir for s in specs] if specs else [model]:
+        assert folder is not None
+        if not (folder / "config.json").is_file():
+            raise MissingFileError(f"{folder}: not a trained model folder (run `shopsight train`)")
+    model = model if model is not None else specs[0].model_dir
     if workers < 1:
         raise InputError(f"--workers {workers}: expected >= 1")
-    token = read_token(token_file)  # fail now, not in a worker, on a bad token file
+    # Fail now, not in a worker, on a bad token file or a model outside the models folder.
+    token = read_token(token_file)
+    read_tok = read_token(read_token_file, env=READ_TOKEN_ENV)
+    AccessPolicy(admin_token=token, read_token=read_tok)
+    if models_root is not None:
+        if not models_root.is_dir():
+            raise InputError(f"--models-root {models_root}: no such folder")
+        if not model.resolve().is_relative_to(models_root.resolve()):
+            raise InputError(f"--model {model}: not below --models-root {models_root}")
     cfg = serve_config(
         store,
         model,
         token_file=token_file,
+        read_token_file=read_token_file,
+        models_root=models_root,
         ann=ann,
         read_only=read_only or workers > 1,
         cors_origins=cors_origin or (),
         max_body_bytes=max_body_bytes,
+        variants=specs,
+        impressions=impressions,
     )
     # One scoring call is a small matrix-vector product: extra BLAS threads only add contention
     # between concurrent requests.
@@ -82,6 +143,11 @@ def serve(
         "read_only": cfg["read_only"],
         "ann": ann,
         "writes_enabled": token is not None and not cfg["read_only"],
+        "token_required": token is not None or read_tok is not None,
+        "impressions": impressions,
+        "variants": [
+            {"variant": v.name, "model": str(v.model_dir), "share": v.share} for v in specs
+        ],
     }
     if workers > 1:
         os.environ[CONFIG_ENV] = json.dumps(cfg)

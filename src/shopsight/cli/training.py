@@ -83,10 +83,18 @@ def recommend(
     ] = Path("model"),
     k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
     include_seen: Annotated[bool, typer.Option(help="Also recommend items already seen.")] = False,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--store", help="Store with the catalogue, for titles (default ./shopsight.duckdb)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Top-k items for users (unknown users get the model's cold-start ranking)."""
-    from shopsight.models.artifact import load_artifact
+    """Top-k items for users (unknown users get the model's cold-start ranking), with titles
+    from the store's catalogue (``--json``: each item's metadata)."""
+    from shopsight.data.catalogue import item_metadata
+    from shopsight.models.artifact import load_artifact, privacy_line
 
     art = load_artifact(model_dir)
     recs: dict[str, dict[str, Any]] = {
@@ -96,12 +104,38 @@ def recommend(
         }
         for u in user
     }
-    emit({"model": art.model.name, "recommendations": recs}, as_json)
+    catalogue = store if store is not None else Path(DEFAULT_STORE)
+    meta: dict[str, dict[str, Any]] = {}
+    if catalogue.exists():
+        with Store(catalogue, read_only=True) as st:
+            meta = item_metadata(st, [it["item_id"] for r in recs.values() for it in r["items"]])
+    elif store is not None:
+        raise DataError(f"{store}: no such store (titles come from its catalogue)")
+    for r in recs.values():
+        for it in r["items"]:
+            it["item"] = meta.get(str(it["item_id"]))
+    emit({"model": art.model.name, "privacy": art.privacy, "recommendations": recs}, as_json)
     if not as_json:
+        if art.privacy is not None:
+            err.print(privacy_line(art.privacy))
+        if not meta:
+            err.print(f"(no catalogue at {catalogue}: item ids only; pass --store for titles)")
         for u, r in recs.items():
             table = Table(
-                "rank", "item_id", "score", title=f"{u}" + ("" if r["known_user"] else " (cold)")
+                "rank",
+                "item_id",
+                "title",
+                "category",
+                "score",
+                title=f"{u}" + ("" if r["known_user"] else " (cold)"),
             )
             for rank, it in enumerate(r["items"], 1):
-                table.add_row(str(rank), it["item_id"], f"{it['score']:.4f}")
+                m = it["item"] or {}
+                table.add_row(
+                    str(rank),
+                    str(it["item_id"]),
+                    str(m.get("title") or ""),
+                    str(m.get("category") or ""),
+                    f"{it['score']:.4f}",
+                )
             err.print(table)

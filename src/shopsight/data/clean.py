@@ -222,6 +222,8 @@ class CleanReport:
     after: dict[str, int]
     config: dict[str, Any]
     run_at: str
+    # events per type, before -> after: tags, ratings and clicks are counted apart
+    event_types: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def removed(self) -> dict[str, int]:
@@ -243,6 +245,7 @@ class CleanReport:
             "before": self.before,
             "after": self.after,
             "removed": self.removed,
+            "event_types": self.event_types,
             "steps": [s.to_dict() for s in self.steps],
             "config": self.config,
         }
@@ -649,7 +652,9 @@ def _step_outlier_prices(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> l
 def _step_k_core(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepReport]:
     k = cfg.k_core
     types = cfg.k_core_types or tuple(
-        t for t in schema.EVENT_TYPES if t not in schema.ITEMLESS_EVENT_TYPES
+        t
+        for t in schema.EVENT_TYPES
+        if t not in schema.ITEMLESS_EVENT_TYPES and t not in schema.ANNOTATION_EVENT_TYPES
     )
     parts = [
         f"SELECT user_id, item_id FROM {_w('events')} WHERE item_id IS NOT NULL AND event_type IN {_in_list(types)}"
@@ -722,6 +727,7 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
     steps: list[StepReport] = []
     with store.transaction() as conn:
         before = {t: store.count(t) for t in schema.DATA_TABLES}
+        types_before = _type_counts(conn, "events")
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _clean_ingest_order AS {ingest_order_sql()}")
         for t in schema.DATA_TABLES:
             # _rid identifies a working row; it never decides which duplicate is kept.
@@ -759,6 +765,12 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
             conn.execute(f"DROP TABLE {_w(t)}")
             after[t] = store.count(name)
         conn.execute("DROP TABLE _clean_ingest_order")
+        types_after = _type_counts(conn, clean_name("events"))
+        event_types = {
+            t: [types_before.get(t, 0), types_after.get(t, 0)]
+            for t in schema.EVENT_TYPES
+            if t in types_before or t in types_after
+        }
 
         _create_log_table(conn)
         for seq, s in enumerate(steps):
@@ -775,13 +787,23 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
                 ],
             )
         report = CleanReport(
-            steps=steps, before=before, after=after, config=cfg.to_dict(), run_at=run_at.isoformat()
+            steps=steps,
+            before=before,
+            after=after,
+            config=cfg.to_dict(),
+            run_at=run_at.isoformat(),
+            event_types=event_types,
         )
         store.set_meta("clean_config", json.dumps(report.config))
         store.set_meta(
             "clean_summary", json.dumps({"before": before, "after": after, "run_at": report.run_at})
         )
     return report
+
+
+def _type_counts(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
+    rows = conn.execute(f'SELECT event_type, count(*) FROM "{table}" GROUP BY ALL').fetchall()
+    return {str(t): int(n) for t, n in rows}
 
 
 def load_report(store: Store) -> CleanReport | None:

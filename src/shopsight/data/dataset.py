@@ -54,7 +54,13 @@ DEFAULT_WEIGHTS: Final[dict[str, float | str]] = {
     "rate": "value",
     "favorite": 4.0,
     "share": 4.0,
+    "tag": 0.0,
 }
+# Event types in the interaction log when no ``event_types`` filter is given: all but
+# annotations (tags), which say what a user wrote about an item, not that they chose it.
+INTERACTION_TYPES: Final[tuple[str, ...]] = tuple(
+    t for t in EVENT_TYPES if t not in schema.ANNOTATION_EVENT_TYPES
+)
 
 
 def event_weight(
@@ -331,7 +337,8 @@ class Dataset:
         ``event_types`` restricts the interaction log (the id maps stay those of the whole
         store, so datasets built with different filters share indices). ``weights`` overrides
         ``DEFAULT_WEIGHTS`` for the implicit matrix. Itemless events (searches) are not
-        interactions and are left out.
+        interactions and are left out; so are annotations (``tag`` events) unless
+        ``event_types`` names them.
         """
         types = _check_event_types(event_types)
         use_clean = clean and has_clean_tables(store)
@@ -339,11 +346,9 @@ class Dataset:
         t = {name: (clean_name(name) if use_clean else name) for name in schema.DATA_TABLES}
         ev, it, rv, us = (f'"{t[k]}"' for k in ("events", "items", "reviews", "users"))
         conn = store.conn
-        kept_types = types if types is not None else EVENT_TYPES
+        kept_types = types if types is not None else INTERACTION_TYPES
         type_list = "[" + ", ".join(f"'{x}'" for x in EVENT_TYPES) + "]"
-        type_filter = (
-            "" if types is None else f" AND event_type IN ({', '.join(repr(x) for x in types)})"
-        )
+        type_filter = f" AND event_type IN ({', '.join(repr(x) for x in kept_types)})"
         with_reviews = "review" in kept_types
         review_code = EVENT_CODE["review"]
 
@@ -871,6 +876,7 @@ __all__ = [
     "EVENT_CODE",
     "EVENT_TYPES",
     "FUNNEL",
+    "INTERACTION_TYPES",
     "Dataset",
     "DatasetError",
     "Ratings",

@@ -72,6 +72,10 @@ class FileReport:
     error: str | None = None
     seconds: float = 0.0
     ingest_id: int | None = None
+    # Incremental database reads: {"column", "from" (exclusive), "to" (highest value read)}.
+    watermark: dict[str, str | None] | None = None
+    # rows made from other rows (reviews -> review events): how many in, how many merged
+    derived: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -144,18 +148,24 @@ class _FileIngest:
         source: str,
         fingerprint: str,
         pseudonymize: bool = False,
+        match_raw: bool = False,
     ) -> None:
         self.conn = conn
         self.pseudonymize = pseudonymize
-        # Quarantine rows already recorded for this exact file are not recorded twice.
+        # Quarantine rows already recorded for this exact file are not recorded twice. A file
+        # is the same when its bytes are (same fingerprint), and a row by its line; a database
+        # source keeps one fingerprint and its rows move between reads, so ``match_raw``
+        # recognises a row by its raw record instead.
+        self.same_row = "s.raw IS NOT DISTINCT FROM c.raw" if match_raw else "s.line = c.line"
         conn.execute(
-            """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason
+            """CREATE OR REPLACE TEMP TABLE _seen_q AS SELECT q.target, q.line, q.reason, q.raw
             FROM quarantine q JOIN ingest_log l USING (ingest_id) WHERE l.fingerprint = ?""",
             [fingerprint],
         )
         self.ingest_id = ingest_id
         self.source = source
         self.now_sql = "(now()::TIMESTAMP + INTERVAL 1 DAY)"
+        self.derived: dict[str, dict[str, int]] = {}
 
     def _stage(self, src: StagedSource, chk: str) -> str | None:
         """Materialise staged rows + reason + key into temp table ``chk``; returns rejects table."""
@@ -274,7 +284,7 @@ class _FileIngest:
         self.conn.execute(
             f"""INSERT INTO quarantine SELECT ?, ?, ?, line, reason, raw
             FROM {chk} c WHERE reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM _seen_q s
-                WHERE s.target = ? AND s.line = c.line AND s.reason = c.reason)""",
+                WHERE s.target = ? AND {self.same_row} AND s.reason = c.reason)""",
             [self.ingest_id, target, self.source, target],
         )
         key_col = schema.KEY_COLUMN[target]
@@ -347,9 +357,15 @@ class _FileIngest:
         return int(row[0]) if row else 0
 
     def _reviews_to_events(self, cand: str) -> None:
-        """Each new review becomes one ``review`` event (deduplicated like any event)."""
+        """Each new review becomes one ``review`` event (deduplicated like any event); the
+        counts say how many reviews merged into one event or had no time to place one at."""
         ev_key = key_sql("events")
-        self.conn.execute(
+        row = fetch_one(
+            self.conn, f"SELECT count(*), count(*) FILTER (timestamp IS NULL) FROM {cand}"
+        )
+        n_reviews, no_time = (int(row[0]), int(row[1])) if row else (0, 0)
+        res = fetch_one(
+            self.conn,
             f"""INSERT INTO events
             SELECT k, user_id, item_id, event_type, timestamp, false, NULL, NULL, value, ?, line
             FROM (
@@ -361,6 +377,14 @@ class _FileIngest:
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY line) = 1""",
             [self.source],
         )
+        added = int(res[0]) if res else 0
+        d = self.derived.setdefault(
+            "review events", {"reviews": 0, "events": 0, "merged": 0, "no_timestamp": 0}
+        )
+        d["reviews"] += n_reviews
+        d["events"] += added
+        d["no_timestamp"] += no_time
+        d["merged"] += n_reviews - no_time - added
 
 
 def _ensure_empty_staging(conn: duckdb.DuckDBPyConnection) -> None:
@@ -431,15 +455,13 @@ def ingest_file(
     :func:`shopsight.privacy.pseudonym.store_pseudonymizer`) user ids are stored as keyed
     pseudonyms and raw ids are redacted from quarantined raw text.
     """
-    from shopsight.privacy.pseudonym import mark_store_pseudonymized, store_pseudonymizer
+    from shopsight.privacy.pseudonym import store_pseudonymizer
 
     path = Path(path)
     pz = store_pseudonymizer(store, pseudonymizer)
     report = FileReport(source=str(path))
     t0 = time.perf_counter()
-    started = datetime.now(UTC).replace(tzinfo=None)
     options = options or ReadOptions()
-    conn = store.conn
     try:
         fmt = get_format(format) if format else detect_format(path)
         report.format = fmt.name
@@ -447,6 +469,40 @@ def ingest_file(
         sources = fmt.stage(path, options)
         if not sources:
             raise FormatError(f"{path}: no rows found for format {fmt.name}")
+        ingest_staged(store, report, fingerprint, sources, pz)
+    except FormatError as exc:
+        report.error = str(exc)
+        _safe_cleanup(store.conn)
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        report.error = f"{path}: cannot read: {exc}"
+        _safe_cleanup(store.conn)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def ingest_staged(
+    store: Store,
+    report: FileReport,
+    fingerprint: str,
+    sources: Sequence[StagedSource],
+    pz: Pseudonymizer | None,
+    watermark: tuple[str, str | None] | None = None,
+    match_raw: bool = False,
+) -> None:
+    """Move one source's staged rows into the store in one transaction, filling ``report``.
+
+    ``report.source`` and ``report.format`` name the source in the log and quarantine;
+    ``match_raw``: a quarantined row already recorded under ``fingerprint`` is recognised by
+    its raw record rather than its line (database sources).
+    ``watermark``: (column, highest value read) of an incremental database read, kept in
+    ``ingest_log`` so the next run reads only newer rows. A DuckDB failure sets
+    ``report.error`` and leaves the store as it was.
+    """
+    from shopsight.privacy.pseudonym import mark_store_pseudonymized
+
+    conn = store.conn
+    started = datetime.now(UTC).replace(tzinfo=None)
+    try:
         with store.transaction():
             _ensure_empty_staging(conn)
             row = fetch_one(conn, "SELECT nextval('ingest_id_seq')")
@@ -456,7 +512,9 @@ def ingest_file(
             if pz is not None:
                 _register_pseudonymizer(conn, pz)
                 mark_store_pseudonymized(store, pz)
-            fi = _FileIngest(conn, ingest_id, str(path), fingerprint, pseudonymize=pz is not None)
+            fi = _FileIngest(
+                conn, ingest_id, report.source, fingerprint, pseudonymize=pz is not None
+            )
             for src in sources:
                 c = fi.run(src)
                 report.tables.setdefault(src.target, TableCounts()).add(c)
@@ -465,37 +523,55 @@ def ingest_file(
                     report.stored += c.stored
                     report.duplicates += c.duplicates
                     report.quarantined += c.quarantined
+            report.derived = fi.derived
             _drop_temp_tables(conn)
             finished = datetime.now(UTC).replace(tzinfo=None)
             conn.execute(
-                "INSERT INTO ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO ingest_log ({', '.join(schema.column_names('ingest_log'))}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     ingest_id,
-                    str(path),
+                    report.source,
                     fingerprint,
-                    fmt.name,
+                    report.format,
                     report.read,
                     report.stored,
                     report.duplicates,
                     report.quarantined,
                     started,
                     finished,
+                    None if watermark is None else watermark[0],
+                    None if watermark is None else watermark[1],
                 ],
             )
-    except FormatError as exc:
-        report.error = str(exc)
-        _safe_cleanup(conn)
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        report.error = f"{path}: cannot read: {exc}"
-        _safe_cleanup(conn)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        report.error = f"{path}: not readable as {report.format or 'the detected format'}: {first}"
+        report.error = (
+            f"{report.source}: not readable as {report.format or 'the detected format'}: {first}"
+        )
         _safe_cleanup(conn)
-    if pz is not None:
-        _unregister_pseudonymizer(conn)
-    report.seconds = time.perf_counter() - t0
-    return report
+    finally:
+        if pz is not None:
+            _unregister_pseudonymizer(conn)
+
+
+def derived_lines(report: IngestReport) -> list[str]:
+    """One line per file whose rows were turned into other rows, with what merged or dropped."""
+    out = []
+    for f in report.files:
+        d = f.derived.get("review events")
+        if not d or not d["reviews"]:
+            continue
+        line = (
+            f"{Path(f.source).name}: {d['reviews']:,} new reviews -> {d['events']:,} review events"
+        )
+        why = []
+        if d["merged"]:
+            why.append(f"{d['merged']:,} merged (same user, item, time and rating)")
+        if d["no_timestamp"]:
+            why.append(f"{d['no_timestamp']:,} without a time (no event)")
+        out.append(line + (f" ({'; '.join(why)})" if why else ""))
+    return out
 
 
 def _safe_cleanup(conn: duckdb.DuckDBPyConnection) -> None:
@@ -516,10 +592,15 @@ def ingest_files(
 
     ``pseudonymizer``: store keyed pseudonyms instead of raw user ids (see :func:`ingest_file`).
     """
+    from shopsight.progress import task
+
     report = IngestReport()
-    for p in paths:
-        fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
-        report.files.append(fr)
-        if progress is not None:
-            progress(fr)
+    with task("ingest", total=len(paths)) as bar:
+        for p in paths:
+            bar.update(info=Path(p).name)
+            fr = ingest_file(store, p, format=format, options=options, pseudonymizer=pseudonymizer)
+            report.files.append(fr)
+            bar.advance(1, info=f"{Path(p).name}: {fr.stored:,} stored")
+            if progress is not None:
+                progress(fr)
     return report

@@ -21,7 +21,12 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "rate",
     "favorite",
     "share",
+    "tag",
 )
+# Annotations, not preference signals: stored as events (``query`` holds the tag's text) but
+# left out of the interaction log unless asked for (a MovieLens tag is a word a user attached
+# to a movie; the rating is the preference).
+ANNOTATION_EVENT_TYPES: Final[tuple[str, ...]] = ("tag",)
 
 # Common spellings in shop exports, mapped to the canonical type at ingest.
 EVENT_TYPE_ALIASES: Final[dict[str, str]] = {
@@ -156,6 +161,9 @@ INGEST_LOG = pa.schema(
         pa.field("quarantined", pa.int64(), nullable=False),
         pa.field("started_at", pa.timestamp("us"), nullable=False),
         pa.field("finished_at", pa.timestamp("us"), nullable=False),
+        # Incremental database reads: the watermark column and the highest value read so far.
+        pa.field("watermark_column", pa.string()),
+        pa.field("watermark", pa.string()),
     ]
 )
 

@@ -484,7 +484,9 @@ def make_split(method: str, log: InteractionLog, **params: Any) -> Split:
     For k-fold use :func:`kfold_split`, which returns one split per fold.
     """
     if method not in SPLITTERS:
-        raise SplitError(f"unknown split method {method!r} (known: {', '.join(sorted(SPLITTERS))})")
+        known = ", ".join(sorted([*SPLITTERS, "kfold"]))
+        hint = " (k-fold gives several splits: use kfold_split)" if method == "kfold" else ""
+        raise SplitError(f"unknown split method {method!r}{hint} (known: {known})")
     try:
         return SPLITTERS[method](log, **params)
     except TypeError as exc:

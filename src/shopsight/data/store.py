@@ -84,6 +84,9 @@ class Store:
     def _create_tables(self) -> None:
         for name, sch in schema.TABLES.items():
             self.conn.execute(schema.create_table_sql(name, sch))
+        # Stores made before incremental database reads lack the watermark columns.
+        for col in ("watermark_column", "watermark"):
+            self.conn.execute(f"ALTER TABLE ingest_log ADD COLUMN IF NOT EXISTS {col} VARCHAR")
         self.conn.execute("CREATE SEQUENCE IF NOT EXISTS ingest_id_seq START 1")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"

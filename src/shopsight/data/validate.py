@@ -83,6 +83,7 @@ def event_reason_sql(now_sql: str, lo: float, hi: float) -> str:
   WHEN {et} NOT IN ({known}) THEN 'event_type: unknown ' || {_sql_str(et)} || ' (expected one of {_EXPECTED_TYPES})'
   WHEN {_blank("item_id")} AND {et} NOT IN ({itemless}) THEN 'item_id: missing for a ' || {et} || ' event'
   WHEN {_blank("item_id")} AND {_blank("query")} THEN 'query: missing for a search event without item'
+  WHEN {et} = 'tag' AND {_blank("query")} THEN 'query: missing for a tag event (the tag text)'
   WHEN timestamp IS NULL AND {_blank("timestamp_raw")} THEN 'timestamp: missing'
   WHEN timestamp IS NULL THEN 'timestamp: cannot parse ' || {_sql_str("timestamp_raw")} || ' (expected ISO-8601 or epoch seconds/ms)'
   WHEN timestamp < TIMESTAMP '{EARLIEST_TIMESTAMP}' THEN 'timestamp: ' || CAST(timestamp AS VARCHAR) || ' is before {EARLIEST_TIMESTAMP}'
@@ -118,6 +119,8 @@ def event_reason(
         return f"item_id: missing for a {et} event"
     if blank("item_id") and blank("query"):
         return "query: missing for a search event without item"
+    if et == "tag" and blank("query"):
+        return "query: missing for a tag event (the tag text)"
     if ts is None and blank("timestamp_raw"):
         return "timestamp: missing"
     if ts is None:

@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from scipy import stats
 
-from shopsight.config import parse_overrides, read_mapping
+from shopsight.config import parse_overrides, parse_value, read_mapping
 from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
@@ -45,10 +45,11 @@ from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
 from shopsight.evaluation.rating import RATING_MODELS
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import RenderableType
 
     from shopsight.data.dataset import Dataset
     from shopsight.data.split import Split
+    from shopsight.evaluation.published import DatasetIdentity
     from shopsight.models.base import Recommender
 
 FloatArray = npt.NDArray[np.float64]
@@ -133,6 +134,47 @@ def parse_model_spec(spec: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
     return ModelSpec(name.strip(), params)
 
 
+def _override_value(text: str) -> Any:
+    value = parse_value(text)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-6 as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(
+    specs: Sequence[str | Mapping[str, Any] | ModelSpec], sets: Sequence[str] | None
+) -> list[ModelSpec]:
+    """``--set MODEL.KEY=VALUE`` (value parsed as YAML) onto every spec of that model.
+
+    ``MODEL`` is a registry name (every spec of it) or a spec's label; ``KEY`` must be one of
+    the model's parameters. One-line :class:`ExperimentError` otherwise.
+    """
+    out = [parse_model_spec(s) for s in specs]
+    for text in sets or []:
+        target, eq, value = text.partition("=")
+        model, dot, key = target.strip().rpartition(".")
+        if not eq or not dot or not model or not key:
+            raise ExperimentError(f"--set {text!r}: expected MODEL.KEY=VALUE, e.g. dp.epsilon=8")
+        hits = [i for i, s in enumerate(out) if model in (s.name, s.display)]
+        if not hits:
+            names = sorted({s.name for s in out})
+            raise ExperimentError(f"--set {text!r}: no model {model!r} among {names}")
+        for i in hits:
+            spec = out[i]
+            accepted = model_class(spec.name)._param_names()
+            if key not in accepted:
+                raise ExperimentError(
+                    f"--set {text!r}: {spec.name} has no parameter {key!r} "
+                    f"(expected one of {', '.join(accepted)})"
+                )
+            params = {**spec.params, key: _override_value(value.strip())}
+            out[i] = ModelSpec(spec.name, params, spec.label)
+    return out
+
+
 # -- results -----------------------------------------------------------------------------------
 
 
@@ -150,6 +192,9 @@ class ExperimentResult:
     baseline: str | None
     mode: str = "full"
     seconds: float = 0.0
+    # the protocol's published figures and whether they compare (see evaluation.published)
+    published: dict[str, Any] = field(default_factory=dict)
+    significance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe(
@@ -162,7 +207,8 @@ class ExperimentResult:
                 "baseline": self.baseline,
                 "summary": self.summary,
                 "slices": self.slices,
-                "published": {k: dict(v) for k, v in self.protocol.published.items()},
+                "published": self.published or _published_of(self),
+                "significance": self.significance,
                 "runs": self.runs,
                 "seconds": self.seconds,
             }
@@ -171,6 +217,14 @@ class ExperimentResult:
     def value(self, model: str, metric: str) -> float:
         """Mean of ``metric`` for ``model`` (NaN when missing)."""
         return float(self.summary.get(model, {}).get(metric, {}).get("mean", float("nan")))
+
+
+def _published_of(result: ExperimentResult) -> dict[str, Any]:
+    from shopsight.evaluation.published import DatasetIdentity, published_block
+
+    d = result.dataset
+    ident = DatasetIdentity(d.get("name"), str(d.get("recognised_by") or "none"), "")
+    return published_block(result.protocol, ident)
 
 
 def _json_safe(x: Any) -> Any:
@@ -247,8 +301,12 @@ class Experiment:
         segments: npt.ArrayLike | Mapping[str, Any] | None = None,
         slices: bool = True,
         progress: Callable[[str], None] | None = None,
+        dataset_name: str | None = None,
+        alpha: float = 0.05,
     ) -> None:
         self.protocol = load_protocol(protocol)
+        self.dataset_name = dataset_name
+        self.alpha = float(alpha)
         self.specs = [parse_model_spec(m) for m in models]
         if not self.specs:
             raise ExperimentError("no models to evaluate")
@@ -287,7 +345,22 @@ class Experiment:
         if self.progress is not None:
             self.progress(msg)
 
-    def run(self, dataset: Dataset, lineage: Lineage | None = None) -> ExperimentResult:
+    def run(
+        self,
+        dataset: Dataset,
+        lineage: Lineage | None = None,
+        identity: DatasetIdentity | None = None,
+    ) -> ExperimentResult:
+        """Every model on every run; ``identity`` says which dataset this is (recognised from
+        the store by :func:`run_evaluate`; else the declared ``dataset_name``, else none)."""
+        from shopsight.evaluation.published import DatasetIdentity, identify_declared
+
+        if identity is None:
+            identity = (
+                identify_declared(self.dataset_name)
+                if self.dataset_name
+                else DatasetIdentity(None, "none", "no store and no --dataset-name")
+            )
         t0 = time.perf_counter()
         p = self.protocol
         labels = [s.display for s in self.specs]
@@ -298,50 +371,61 @@ class Experiment:
         if feats is None and any(m == "diversity" for m in p.metrics):
             feats = category_features(dataset)
         segments = self._segments(dataset)
-        for seed in self.seeds:
-            # (a protocol that pins its split seed gives the same split for every seed: then
-            # only the models' seeds vary between runs)
-            splits = p.make_splits(dataset, seed, lineage)
-            for f, split in enumerate(splits):
-                run_id = f"seed={seed}" + (f"/fold={f + 1}" if len(splits) > 1 else "")
-                self._say(f"{p.name} {run_id}: split {split.sizes()}")
-                train, valid, test = dataset.split(split)
-                for spec, label in zip(self.specs, labels, strict=True):
-                    rec = self._run_one(
-                        spec,
-                        label,
-                        run_id,
-                        seed,
-                        split,
-                        dataset,
-                        train,
-                        valid,
-                        test,
-                        feats,
-                        segments,
-                        paired[label],
-                        slice_acc[label],
-                    )
-                    runs.append(rec)
-                    self._say(
-                        f"  {label}: "
-                        + ", ".join(
-                            f"{k}={v:.4f}"
-                            for k, v in rec.get("metrics", {}).items()
-                            if isinstance(v, float)
+        from shopsight.progress import task
+
+        with task(f"evaluate {p.name}", total=len(self.seeds) * len(labels)) as bar:
+            for seed in self.seeds:
+                # (a protocol that pins its split seed gives the same split for every seed: then
+                # only the models' seeds vary between runs)
+                splits = p.make_splits(dataset, seed, lineage)
+                if len(splits) > 1 and seed == self.seeds[0]:
+                    bar.update(total=len(self.seeds) * len(splits) * len(labels))
+                for f, split in enumerate(splits):
+                    run_id = f"seed={seed}" + (f"/fold={f + 1}" if len(splits) > 1 else "")
+                    self._say(f"{p.name} {run_id}: split {split.sizes()}")
+                    train, valid, test = dataset.split(split)
+                    for spec, label in zip(self.specs, labels, strict=True):
+                        rec = self._run_one(
+                            spec,
+                            label,
+                            run_id,
+                            seed,
+                            split,
+                            dataset,
+                            train,
+                            valid,
+                            test,
+                            feats,
+                            segments,
+                            paired[label],
+                            slice_acc[label],
                         )
-                        if "metrics" in rec
-                        else f"  {label}: error: {rec.get('error')}"
-                    )
+                        runs.append(rec)
+                        bar.advance(1, info=f"{label} {run_id}")
+                        self._say(
+                            f"  {label}: "
+                            + ", ".join(
+                                f"{k}={v:.4f}"
+                                for k, v in rec.get("metrics", {}).items()
+                                if isinstance(v, float)
+                            )
+                            if "metrics" in rec
+                            else f"  {label}: error: {rec.get('error')}"
+                        )
         metric_names = _ordered_metrics(runs)
         summary = self._summarize(labels, metric_names, runs, paired)
         slices = {
             lab: {s: {m: float(np.mean(v)) for m, v in d.items()} for s, d in acc.items()}
             for lab, acc in slice_acc.items()
         }
+        from shopsight.evaluation.published import published_block
+
         return ExperimentResult(
             protocol=p,
+            published=published_block(p, identity),
+            significance=self._significance_info(),
             dataset={
+                **identity.to_dict(),
                 "fingerprint": dataset.fingerprint,
                 "users": dataset.n_users,
                 "items": dataset.n_items,
@@ -402,12 +486,22 @@ class Experiment:
             t1 = time.perf_counter()
             model.fit(train, valid)
             rec["fit_seconds"] = time.perf_counter() - t1
+            privacy = getattr(model, "privacy_", None)
+            if isinstance(privacy, Mapping):  # a private model: the budget it spent
+                rec["privacy"] = {
+                    k: privacy.get(k) for k in ("private", "unit", "epsilon", "delta")
+                }
             t2 = time.perf_counter()
             if p.task == "rating":
                 values, per_pair = evaluate_rating(model, test, p.metrics)
                 rec["metrics"] = values
                 for k, v in per_pair.items():
                     paired.setdefault(k, []).append(v)
+                r = test.ratings
+                # a rating pair is the unit: the same pair tested in several runs is one pair
+                paired.setdefault("_units", []).append(
+                    (r.user * np.int64(test.n_items) + r.item).astype(np.float64)
+                )
             else:
                 res = self._evaluate_ranking(
                     model, split, dataset, train, valid, test, seed, feats, segments
@@ -416,6 +510,7 @@ class Experiment:
                 rec["info"] = res.info
                 for k, v in res.per_user.items():
                     paired.setdefault(k, []).append(v)
+                paired.setdefault("_units", []).append(np.asarray(res.users, np.float64))
                 for sname, vals in res.slices.items():
                     for m, v in vals.items():
                         slice_acc.setdefault(sname, {}).setdefault(m, []).append(v)
@@ -485,6 +580,22 @@ class Experiment:
             segments=segments,
         )
 
+    def _significance_info(self) -> dict[str, Any]:
+        rating = self.protocol.task == "rating"
+        return {
+            "baseline": self.baseline,
+            "test": "wilcoxon signed-rank (two-sided); paired t-test also reported",
+            "unit": "test (user, item) rating" if rating else "user",
+            "aggregation": (
+                "each unit's values averaged over the runs it appears in (a split fixed across "
+                "seeds or folds repeats units), so pairs never exceed the distinct units"
+            ),
+            "correction": "holm",
+            "family": "the models compared with the baseline, per metric",
+            "alpha": self.alpha,
+            "markers": {"▲": "significantly better", "▼": "significantly worse"},
+        }
+
     def _summarize(
         self,
         labels: list[str],
@@ -520,18 +631,44 @@ class Experiment:
                     base_cell = out.get(base, {}).get(m)
                     if lab != base and m != "error" and base_cell and "mean" in base_cell:
                         cell["delta"] = cell["mean"] - base_cell["mean"]
+            self._correct(out, metric_names)
         return out
 
+    def _correct(self, out: dict[str, dict[str, dict[str, Any]]], metric_names: list[str]) -> None:
+        """Holm across the compared models per metric; the verdict's direction from the delta."""
+        for m in metric_names:
+            cells = [
+                out[lab][m]
+                for lab in out
+                if lab != self.baseline and m in out[lab] and "p_wilcoxon" in out[lab][m]
+            ]
+            for key in ("p_ttest", "p_wilcoxon"):
+                adj = holm([float(c[key]) for c in cells])
+                for c, a in zip(cells, adj, strict=True):
+                    c[key + "_holm"] = a
+            for c in cells:
+                p_adj = c.get("p_wilcoxon_holm")
+                delta = c.get("delta")
+                verdict = None
+                if p_adj is not None and math.isfinite(p_adj) and p_adj < self.alpha and delta:
+                    better = delta < 0 if M.lower_is_better(m) else delta > 0
+                    verdict = "better" if better else "worse"
+                c["significant"] = verdict
+
+    @staticmethod
     def _significance(
-        self, metric: str, mine: dict[str, list[FloatArray]], theirs: dict[str, list[FloatArray]]
+        metric: str, mine: dict[str, list[FloatArray]], theirs: dict[str, list[FloatArray]]
     ) -> dict[str, Any]:
         key = {"rmse": "_sq_err", "r2": "_sq_err", "mae": "_abs_err"}.get(metric, metric)
         if key not in mine or key not in theirs or len(mine[key]) != len(theirs[key]):
             return {}
-        a = np.concatenate(mine[key])
-        b = np.concatenate(theirs[key])
-        if a.shape != b.shape:
+        units_a, units_b = mine.get("_units"), theirs.get("_units")
+        if units_a is None or units_b is None or len(units_a) != len(mine[key]):
             return {}
+        ua, a = unit_means(units_a, mine[key])
+        ub, b = unit_means(units_b, theirs[key])
+        _, ia, ib = np.intersect1d(ua, ub, assume_unique=True, return_indices=True)
+        a, b = a[ia], b[ib]
         ok = np.isfinite(a) & np.isfinite(b)
         a, b = a[ok], b[ok]
         if len(a) < 2:
@@ -546,6 +683,37 @@ class Experiment:
         except ValueError:
             p_w = float("nan")
         return {"pairs": len(a), "p_ttest": float(t.pvalue), "p_wilcoxon": p_w}
+
+
+def unit_means(
+    units: Sequence[npt.NDArray[Any]], values: Sequence[FloatArray]
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Each unit's mean value over the runs it appears in (NaNs ignored), units sorted."""
+    u = np.concatenate([np.asarray(x, np.int64) for x in units])
+    v = np.concatenate([np.asarray(x, np.float64) for x in values])
+    if len(u) != len(v):
+        return np.zeros(0, np.int64), np.zeros(0)
+    ok = np.isfinite(v)
+    uniq, inv = np.unique(u, return_inverse=True)
+    sums = np.bincount(inv[ok], weights=v[ok], minlength=len(uniq))
+    counts = np.bincount(inv[ok], minlength=len(uniq))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return uniq, means
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1; NaN stays NaN)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(len(p), np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = len(idx)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(x) for x in out]
 
 
 def sequence_scorer(model: Any, history: Dataset) -> Callable[[npt.NDArray[np.int64]], np.ndarray]:
@@ -593,20 +761,31 @@ def _ordered_metrics(runs: list[dict[str, Any]]) -> list[str]:
 # -- formatting --------------------------------------------------------------------------------
 
 
+MARK: Final[dict[str, str]] = {"better": "▲", "worse": "▼"}
+
+
 def _cell(summary: Mapping[str, Any]) -> str:
     text = f"{summary['mean']:.4f}"
     if summary.get("runs", 1) > 1:
         text += f" ± {summary['std']:.4f}"
-    pt, pw = summary.get("p_ttest"), summary.get("p_wilcoxon")
-    if (
-        pt is not None
-        and pw is not None
-        and math.isfinite(pt)
-        and math.isfinite(pw)
-        and max(pt, pw) < 0.05
-    ):
-        text += " *"
+    verdict = summary.get("significant")
+    if verdict in MARK:
+        text += " " + MARK[verdict]
     return text
+
+
+def dataset_label(result: ExperimentResult) -> str:
+    """The evaluated dataset's name as the table shows it."""
+    d = result.dataset
+    name = d.get("name")
+    if name:
+        return str(name) + (" (declared)" if d.get("recognised_by") == "declared" else "")
+    fp = str(d.get("fingerprint") or "")[:12]
+    return f"unnamed dataset {fp}" if fp else "unnamed dataset"
+
+
+def _published(result: ExperimentResult) -> dict[str, Any]:
+    return result.published or _published_of(result)
 
 
 def _caption(result: ExperimentResult) -> str:
@@ -620,8 +799,40 @@ def _caption(result: ExperimentResult) -> str:
         f"mean ± std over {n_runs} run(s)",
     ]
     if result.baseline:
-        parts.append(f"* = paired t-test and Wilcoxon p < 0.05 vs {result.baseline}")
+        sig = result.significance or {}
+        unit = sig.get("unit", "user")
+        parts.append(
+            f"▲/▼ = significantly better/worse than {result.baseline} (Wilcoxon on per-{unit} "
+            f"means, Holm-corrected across models, p < {sig.get('alpha', 0.05)})"
+        )
     return "; ".join(parts)
+
+
+def _privacy_note(result: ExperimentResult, model: str) -> str:
+    """`` [DP user-level eps 7.99, delta 1.1e-04]`` for a private model (worst run)."""
+    ps = [r["privacy"] for r in result.runs if r["model"] == model and r.get("privacy")]
+    if not ps:
+        return ""
+    if not all(p.get("private") for p in ps):
+        return " [not private]"
+    eps = max(float(p["epsilon"]) for p in ps)
+    delta = max(float(p["delta"]) for p in ps)
+    unit = ps[0].get("unit") or "interaction"
+    return f" [DP {unit}-level eps {eps:.2f}, delta {delta:.1e}]"
+
+
+def _published_rows(result: ExperimentResult, pub: Mapping[str, Any]) -> list[list[str]]:
+    on = pub.get("on") or "another dataset"
+    rows = []
+    for name, vals in (pub.get("rows") or {}).items():
+        row = (
+            [f"{name} [published on {on}]"]
+            + [f"{vals[k]:.4f}" if k in vals else "" for k in result.metrics]
+            + [""]
+        )
+        if any(x for x in row[1:]):
+            rows.append(row)
+    return rows
 
 
 def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
@@ -632,40 +843,55 @@ def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
         fit = [
             float(r["fit_seconds"]) for r in result.runs if r["model"] == m and "fit_seconds" in r
         ]
-        row = [m + (" (baseline)" if m == result.baseline else "")]
+        row = [m + (" (baseline)" if m == result.baseline else "") + _privacy_note(result, m)]
         row += [_cell(s[k]) if k in s else "" for k in result.metrics]
         row.append(f"{np.mean(fit):.1f}" if fit else "")
         if "error" in s:
             row[1 if len(row) > 1 else 0] = f"error: {s['error']['message']}"
         rows.append(row)
-    on = result.protocol.published_on
-    tag = f"[published, {on}]" if on else "[published]"
-    for name, vals in result.protocol.published.items():
-        row = (
-            [f"{name} {tag}"]
-            + [f"{vals[k]:.4f}" if k in vals else "" for k in result.metrics]
-            + [""]
-        )
-        if any(x for x in row[1:]):
-            rows.append(row)
+    pub = _published(result)
+    if pub.get("comparable"):
+        rows += _published_rows(result, pub)
     return header, rows
 
 
-def render_table(result: ExperimentResult | Mapping[str, Any]) -> Table:
-    """A rich table: one row per model (mean ± std, * when significant), published rows below."""
+def _apart(result: ExperimentResult) -> tuple[str, list[list[str]]]:
+    """Published rows that do not compare with this run, and the line that says why."""
+    pub = _published(result)
+    if pub.get("comparable"):
+        return "", []
+    rows = _published_rows(result, pub)
+    if not rows:
+        return "", []
+    return f"published on {pub.get('on')}, not comparable: {pub.get('reason')}", rows
+
+
+def render_table(result: ExperimentResult | Mapping[str, Any]) -> RenderableType:
+    """A rich table: one row per model (mean ± std, ▲/▼ when significantly better/worse),
+    comparable published rows below ours; published rows on another dataset in a table apart."""
+    from rich.console import Group
     from rich.table import Table
 
     res = _as_result(result)
     header, rows = _table_rows(res)
     table = Table(
-        title=f"{res.protocol.name}: {res.dataset.get('interactions', '?')} interactions",
+        title=f"{res.protocol.name} on {dataset_label(res)}: "
+        f"{res.dataset.get('interactions', '?')} interactions",
         caption=_caption(res),
     )
     for h in header:
         table.add_column(h, justify="left" if h == "model" else "right")
     for row in rows:
         table.add_row(*row, style="dim" if "[published" in row[0] else None)
-    return table
+    why, apart = _apart(res)
+    if not apart:
+        return table
+    other = Table(title=why, title_style="dim")
+    for h in header[:-1]:
+        other.add_column(h, justify="left" if h == "model" else "right", style="dim")
+    for row in apart:
+        other.add_row(*row[:-1])
+    return Group(table, other)
 
 
 def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
@@ -673,12 +899,20 @@ def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
     res = _as_result(result)
     header, rows = _table_rows(res)
     lines = [
-        f"**{res.protocol.name}**: {_caption(res)}",
+        f"**{res.protocol.name} on {dataset_label(res)}**: {_caption(res)}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    why, apart = _apart(res)
+    if apart:
+        lines += ["", f"{why[0].upper()}{why[1:]}:", ""]
+        lines += [
+            "| " + " | ".join(header[:-1]) + " |",
+            "|" + "|".join("---" for _ in header[:-1]) + "|",
+        ]
+        lines += ["| " + " | ".join(r[:-1]) + " |" for r in apart]
     tests = [
         (m, k, c)
         for m in res.models
@@ -686,18 +920,25 @@ def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
         if isinstance(c, Mapping) and "p_ttest" in c
     ]
     if tests:
-        unit = "per-rating errors" if res.protocol.task == "rating" else "per-user values"
+        unit = (res.significance or {}).get(
+            "unit", "test (user, item) rating" if res.protocol.task == "rating" else "user"
+        )
         lines += [
             "",
-            f"Paired tests against {res.baseline} ({unit} over all runs):",
+            f"Paired tests against {res.baseline} (per-{unit} means over the runs; "
+            "Holm-corrected across the compared models):",
             "",
-            "| model | metric | delta | p (t-test) | p (Wilcoxon) | pairs |",
-            "|---|---|---|---|---|---|",
+            "| model | metric | delta | p (t-test) | p (Wilcoxon) | p Holm (Wilcoxon) | verdict | pairs |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for m, k, c in tests:
+            verdict = c.get("significant")
             lines.append(
                 f"| {m} | {k} | {c.get('delta', float('nan')):+.4f} | {c['p_ttest']:.3g} | "
-                f"{c.get('p_wilcoxon', float('nan')):.3g} | {c.get('pairs', '')} |"
+                f"{c.get('p_wilcoxon', float('nan')):.3g} | "
+                f"{c.get('p_wilcoxon_holm', float('nan')):.3g} | "
+                f"{(MARK[verdict] + ' ' + verdict) if verdict in MARK else 'n.s.'} | "
+                f"{c.get('pairs', '')} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -720,6 +961,8 @@ def to_csv(result: ExperimentResult | Mapping[str, Any]) -> str:
             "p_ttest",
             "p_wilcoxon",
             "pairs",
+            "dataset",
+            "comparable",
         ]
     )
     for m in res.models:
@@ -739,11 +982,19 @@ def to_csv(result: ExperimentResult | Mapping[str, Any]) -> str:
                     c.get("p_ttest", ""),
                     c.get("p_wilcoxon", ""),
                     c.get("pairs", ""),
+                    dataset_label(res),
+                    "",
                 ]
             )
-    for name, vals in res.protocol.published.items():
+    pub = _published(res)
+    for name, vals in (pub.get("rows") or {}).items():
         for k, v in vals.items():
-            w.writerow([res.protocol.name, name, "published", k, v, "", "", "", "", "", ""])
+            w.writerow(
+                [
+                    *(res.protocol.name, name, "published", k, v, "", "", "", "", "", ""),
+                    *(pub.get("on") or "", bool(pub.get("comparable"))),
+                ]
+            )
     return buf.getvalue()
 
 
@@ -763,6 +1014,8 @@ def _as_result(result: ExperimentResult | Mapping[str, Any]) -> ExperimentResult
         baseline=d.get("baseline"),
         mode=str(d.get("mode", "full")),
         seconds=float(d.get("seconds") or 0.0),
+        published=dict(d.get("published") or {}) if "rows" in (d.get("published") or {}) else {},
+        significance=dict(d.get("significance") or {}),
     )
 
 
@@ -793,17 +1046,26 @@ def run_evaluate(
     sampled: int | None = None,
     memory_budget_mb: float = 512,
     progress: Callable[[str], None] | None = None,
+    dataset_name: str | None = None,
+    sets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``shopsight evaluate``: build the dataset from the store, run, optionally write ``out``.
 
-    ``models``, ``metrics`` and ``ks`` may be comma-separated strings. Returns the JSON-friendly
+    The store's dataset is recognised by its files' fingerprints (or named by
+    ``dataset_name``) so that published figures are shown beside ours only when they compare.
+
+    ``models``, ``metrics`` and ``ks`` may be comma-separated strings; ``sets`` are
+    ``MODEL.KEY=VALUE`` overrides (:func:`apply_overrides`). Returns the JSON-friendly
     result (:meth:`ExperimentResult.to_dict`) with ``"written"`` set when a file was written.
     """
     from shopsight.data.dataset import Dataset
     from shopsight.data.store import Store
     from shopsight.evaluation.protocols import lineage_from_store
+    from shopsight.evaluation.published import identify_store
 
-    model_list = split_models(models) if isinstance(models, str) else list(models)
+    model_list: list[Any] = split_models(models) if isinstance(models, str) else list(models)
+    if sets:
+        model_list = apply_overrides(model_list, sets)
     metric_list = (
         _split_list(metrics) if isinstance(metrics, str) else (list(metrics) if metrics else None)
     )
@@ -820,13 +1082,15 @@ def run_evaluate(
         sampled=sampled,
         memory_budget_mb=memory_budget_mb,
         progress=progress,
+        dataset_name=dataset_name,
     )
     path = Path(store_path)
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
         # (reading every event's source line costs memory on a big store: only when needed)
         lineage = lineage_from_store(store, dataset) if exp.protocol.needs_lineage else None
-    result = exp.run(dataset, lineage)
+        identity = identify_store(store, len(dataset), dataset_name)
+    result = exp.run(dataset, lineage, identity)
     d = result.to_dict()
     if out is not None:
         d["written"] = str(write_result(result, out))
@@ -862,6 +1126,7 @@ __all__ = [
     "ExperimentError",
     "ExperimentResult",
     "ModelSpec",
+    "apply_overrides",
     "category_features",
     "evaluate_rating",
     "model_class",

@@ -526,6 +526,15 @@ def intra_list_diversity(
         return np.where(pairs > 0, 1.0 - pair_sum / np.maximum(pairs, 1.0), np.nan)
 
 
+#: Metrics where a smaller value is better (errors, losses, concentration).
+LOWER_IS_BETTER: Final[frozenset[str]] = frozenset({"rmse", "mae", "logloss", "gini"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """True when a smaller value of ``metric`` (``"rmse"``, ``"gini@10"``) is better."""
+    return metric.split("@")[0].removeprefix("sampled_") in LOWER_IS_BETTER
+
+
 def summarize(per_user: Mapping[str, npt.ArrayLike], n_relevant: npt.ArrayLike) -> dict[str, float]:
     """``{metric: mean_over_users(values, n_relevant)}`` for a dict of per-user arrays."""
     return {k: mean_over_users(v, n_relevant) for k, v in per_user.items()}
@@ -534,6 +543,7 @@ def summarize(per_user: Mapping[str, npt.ArrayLike], n_relevant: npt.ArrayLike) 
 __all__ = [
     "BEYOND_METRICS",
     "FULL_RANK_METRICS",
+    "LOWER_IS_BETTER",
     "RATING_METRICS",
     "TOPK_METRICS",
     "MetricError",
@@ -547,6 +557,7 @@ __all__ = [
     "hits_from_lists",
     "intra_list_diversity",
     "log_loss",
+    "lower_is_better",
     "mae",
     "map_at_k",
     "mean_over_users",

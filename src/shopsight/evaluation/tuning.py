@@ -23,7 +23,8 @@ Search space (YAML or dict), one entry per hyper-parameter::
 The baseline a study is compared against is the model's documented defaults, overridden by any
 parameters given with the model (``"als:l2=0.001"``): tuning from a given starting point.
 
-The study lives in an SQLite file (``sqlite:///study.db``): running the same command again
+The study lives in an SQLite file (``--study study.db``) or any Optuna storage URL (``--study
+sqlite:///study.db``, used as given): running the same command again
 resumes it and only runs the trials still missing. The model's defaults are evaluated once on
 the same validation data (stored in the study) so the improvement is explicit, and with
 ``test=True`` both the defaults and the best configuration are then fitted on the training part
@@ -233,7 +234,10 @@ class Tuner:
         if self.protocol.task == "ranking" and (not cut or name[0] in M.RATING_METRICS):
             raise TuningError(f"metric {self.metric!r}: a ranking protocol needs NAME@K")
         self.direction = _direction(self.metric)
-        self.study_path = Path(study_path) if study_path else None
+        # a database URL (``sqlite:///x.db``, ``postgresql://...``) is Optuna's storage as is;
+        # anything else is the path of an SQLite file
+        self.study_url = str(study_path) if study_path and "://" in str(study_path) else None
+        self.study_path = Path(study_path) if study_path and self.study_url is None else None
         self.study_name = study_name or f"{self.spec.name}-{self.protocol.name}"
         self.cv_folds = cv_folds
         self.prune = prune
@@ -325,7 +329,7 @@ class Tuner:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = None
+        storage = self.study_url
         if self.study_path is not None:
             self.study_path.parent.mkdir(parents=True, exist_ok=True)
             storage = f"sqlite:///{self.study_path.resolve()}"
@@ -351,7 +355,8 @@ class Tuner:
         }
         if saved is not None and saved != setup:
             raise TuningError(
-                f"study {self.study_name!r} in {self.study_path} was made for {saved}, not {setup}; "
+                f"study {self.study_name!r} in {self.study_url or self.study_path} was made for "
+                f"{saved}, not {setup}; "
                 "use another --study file or name"
             )
         study.set_user_attr("setup", setup)
@@ -422,12 +427,25 @@ class Tuner:
         ]
         remaining = max(0, self.trials - len(done))
         if remaining:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=self.timeout,
-                catch=(ValueError, RuntimeError, ArithmeticError),
-            )
+            from shopsight.progress import task
+
+            with task(f"tune {self.spec.name}", total=remaining) as bar:
+
+                def tick(st: Any, trial: Any) -> None:
+                    best = (
+                        f"best {self.metric}={st.best_value:.4f}"
+                        if any(t.state == optuna.trial.TrialState.COMPLETE for t in st.trials)
+                        else ""
+                    )
+                    bar.advance(1, info=f"trial {trial.number} {trial.state.name.lower()} {best}")
+
+                study.optimize(
+                    objective,
+                    n_trials=remaining,
+                    timeout=self.timeout,
+                    catch=(ValueError, RuntimeError, ArithmeticError),
+                    callbacks=[tick],
+                )
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if not complete:
             raise TuningError("no trial completed (every trial failed or was pruned)")
@@ -440,7 +458,7 @@ class Tuner:
             "direction": self.direction,
             "sampler": self.sampler_name,
             "study": self.study_name,
-            "storage": str(self.study_path) if self.study_path else None,
+            "storage": self.study_url or (str(self.study_path) if self.study_path else None),
             "trials": {
                 "complete": len(complete),
                 "pruned": len(

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from shopsight.data.schema import EVENT_TYPES, ITEMLESS_EVENT_TYPES
+from shopsight.data.schema import ANNOTATION_EVENT_TYPES, EVENT_TYPES, ITEMLESS_EVENT_TYPES
 from shopsight.errors import InputError
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("shopsight.features.behavior")
 
-ITEM_EVENT_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t not in ITEMLESS_EVENT_TYPES)
+ITEM_EVENT_TYPES: tuple[str, ...] = tuple(
+    t for t in EVENT_TYPES if t not in ITEMLESS_EVENT_TYPES and t not in ANNOTATION_EVENT_TYPES
+)
 FUNNEL = ("view", "click", "add_to_cart", "purchase")
 WINDOWS_DAYS = (7, 30)
 OTHER = "__other__"

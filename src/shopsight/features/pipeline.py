@@ -89,6 +89,29 @@ def _report(encoder: Encoder, result: Any) -> ModalityReport:
     )
 
 
+def _images(
+    rows: list[Any],
+    cache: FeatureCache,
+    image_encoder: ImageEncoder | None,
+    images: str | Path | None,
+    path: Path,
+) -> tuple[ModalityReport | None, np.ndarray | None, np.ndarray | None]:
+    """Image vectors of the items with a local image file (none when no item has one)."""
+    img_enc = image_encoder if image_encoder is not None else ImageEncoder()
+    # Relative image paths in the catalogue are also tried beside the store file.
+    dirs = [*img_enc.image_dirs, *([images] if images is not None else []), path.parent]
+    # Resolve here (not by mutating the encoder's folders): found files become absolute
+    # paths, the rest keep their original reference so the encoder reports them.
+    refs: list[tuple[Any, str]] = []
+    for r in rows:
+        local = resolve_image(r[5], str(r[0]), dirs)
+        refs.append((str(local) if local is not None else r[5], str(r[0])))
+    if not any(isinstance(ref, str) and Path(ref).is_file() for ref, _ in refs):
+        return None, None, None
+    img_res = cache.encode(img_enc, refs)
+    return _report(img_enc, img_res), img_res.vectors, img_res.mask
+
+
 def featurize(
     store_path: str | Path,
     *,
@@ -120,27 +143,18 @@ def featurize(
     texts = [compose_item_text(r[1], r[2], r[3], r[4]) for r in rows]
     cache = FeatureCache(features_dir(path))
 
-    text_enc = text_encoder if text_encoder is not None else TextEncoder()
-    text_res = cache.encode(text_enc, texts)
-    text_report = _report(text_enc, text_res)
+    from shopsight.progress import task
 
-    image_report: ModalityReport | None = None
-    image_vecs: np.ndarray | None = None
-    image_mask: np.ndarray | None = None
-    if with_images:
-        img_enc = image_encoder if image_encoder is not None else ImageEncoder()
-        # Relative image paths in the catalogue are also tried beside the store file.
-        dirs = [*img_enc.image_dirs, *([images] if images is not None else []), path.parent]
-        # Resolve here (not by mutating the encoder's folders): found files become absolute
-        # paths, the rest keep their original reference so the encoder reports them.
-        refs: list[tuple[Any, str]] = []
-        for r in rows:
-            local = resolve_image(r[5], str(r[0]), dirs)
-            refs.append((str(local) if local is not None else r[5], str(r[0])))
-        if any(isinstance(ref, str) and Path(ref).is_file() for ref, _ in refs):
-            img_res = cache.encode(img_enc, refs)
-            image_report = _report(img_enc, img_res)
-            image_vecs, image_mask = img_res.vectors, img_res.mask
+    with task("featurize", total=2 if with_images else 1) as bar:
+        bar.update(info=f"text of {len(texts):,} items")
+        text_enc = text_encoder if text_encoder is not None else TextEncoder()
+        text_res = cache.encode(text_enc, texts)
+        text_report = _report(text_enc, text_res)
+        bar.advance(1, info=f"images of {len(texts):,} items" if with_images else "")
+        image_report, image_vecs, image_mask = (
+            _images(rows, cache, image_encoder, images, path) if with_images else (None, None, None)
+        )
+        bar.advance(1)
 
     out_dir = features_dir(path)
     out_dir.mkdir(parents=True, exist_ok=True)

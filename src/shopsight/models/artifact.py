@@ -35,6 +35,15 @@ class ModelArtifact:
         self._user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
         self._item_index = {t: i for i, t in enumerate(self.item_ids.tolist())}
 
+    @property
+    def privacy(self) -> dict[str, Any] | None:
+        """The budget a private model spent (epsilon, delta, unit...); None for other models."""
+        p = getattr(self.model, "privacy_", None)
+        if not isinstance(p, dict):
+            return None
+        keys = ("private", "unit", "epsilon", "delta", "accountant")
+        return {k: p.get(k, "interaction" if k == "unit" else None) for k in keys}
+
     def user_index(self, user_id: str) -> int:
         """Index of a raw user id; -1 for a user the model never saw (a cold user)."""
         return self._user_index.get(user_id, -1)
@@ -74,6 +83,19 @@ class ModelArtifact:
             for j, s in zip(idx[0].tolist(), scores[0].tolist(), strict=True)
             if np.isfinite(s)
         ]
+
+
+def privacy_line(privacy: dict[str, Any] | None) -> str | None:
+    """One line on a model's privacy budget (None when the model makes no claim)."""
+    if privacy is None:
+        return None
+    if not privacy.get("private"):
+        return "not private: trained without noise"
+    return (
+        f"differentially private ({privacy.get('unit')} level): epsilon "
+        f"{float(privacy['epsilon']):.3g}, delta {float(privacy['delta']):.2g}"
+        + (f" ({privacy['accountant']} accountant)" if privacy.get("accountant") else "")
+    )
 
 
 def save_artifact(

@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "freedom": "shopsight.models.freedom",
     "sasrec": "shopsight.models.sasrec",
     "dp_bpr": "shopsight.models.dp",
+    "dp": "shopsight.models.dp_ease",
     "quantized": "shopsight.models.quantize",
 }
 

@@ -27,7 +27,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from shopsight.data.store import Store
-from shopsight.errors import InputError
+from shopsight.errors import DataError, InputError
 from shopsight.personas.core import Personas
 
 
@@ -91,13 +91,15 @@ def _category_share(p: Personas, category: str) -> npt.NDArray[np.float64]:
     rows = {u: i for i, u in enumerate(p.users.column("user").to_pylist())}
     share = np.zeros(len(p))
     cols = p.affinities.to_pydict()
-    target = category.strip().lower()
+    from shopsight.data.categories import matches
+
     for u, kind, key, w in zip(
         cols["user"], cols["kind"], cols["key"], cols["weight"], strict=True
     ):
-        if kind == "category" and str(key).lower() == target:
-            share[rows[u]] = float(w)
-    return share
+        # "Drama" takes the user's share of "Comedy|Drama" too: one rule for every filter
+        if kind == "category" and matches(key, category):
+            share[rows[u]] += float(w)
+    return np.minimum(share, 1.0)
 
 
 def category_audience(
@@ -116,28 +118,45 @@ def category_audience(
         from shopsight.personas.profile import _table
 
         items = _table(store, "items")
+        from shopsight.data.categories import matches
+
         rows = store.conn.execute(
-            f'SELECT DISTINCT item_id FROM "{items}" WHERE lower(category) = lower(?)', [category]
+            f'SELECT DISTINCT item_id, category FROM "{items}" WHERE category IS NOT NULL'
         ).fetchall()
-        target_items = [str(r[0]) for r in rows]
+        target_items = [str(r[0]) for r in rows if matches(r[1], category)]
+        if not target_items:
+            raise InputError(f"category: no catalogue item is in {category!r} (check the name)")
         score = _artifact_scores(p, artifact, target_items)
         method = "recommender"
     else:
         if not share.any():
             raise InputError(f"category: no user engages with {category!r} (check the name)")
+        if not prop.any():
+            raise DataError(
+                f"audience: no real score for {category!r}: purchase propensity is 0 for every "
+                "user (the store has no purchase events), so all would score 0; pass "
+                "--model-dir to rank by a trained recommender, or ingest purchases"
+            )
         score = share * prop
         method = "profile"
+    scored = int(np.count_nonzero(score > 0))
+    if not scored or np.ptp(score) == 0:
+        raise DataError(
+            f"audience: no real score for {category!r}: every user scores {float(score[0]):g}; "
+            "ranking them would be arbitrary"
+        )
     # Expected response: P(purchase on the next visit) x P(it is in the category), the latter
     # the user's engagement share shrunk towards the population's (20%).
     prob = prop * (0.8 * share + 0.2 * float(share.mean()))
-    order = np.argsort(-score, kind="stable")[:size]
+    # users scoring 0 are not an audience: the list stops at the last one with a real score
+    order = np.argsort(-score, kind="stable")[: min(size, scored)]
     return Audience(
         target=f"category:{category}",
         method=method,
         users=[ids[i] for i in order],
         scores=score[order],
         expected_response=float(prob[order].sum()),
-        details={"engaged_users": int(np.sum(share > 0))},
+        details={"engaged_users": int(np.sum(share > 0)), "scored_users": scored},
     )
 
 

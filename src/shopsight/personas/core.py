@@ -189,6 +189,7 @@ class Personas:
                 "purchase_propensity": r["purchase_propensity"],
                 "propensity_source": self.meta.get("propensity_source", "profile"),
                 "next_category": r.get("next_category"),
+                "recommended": list(r.get("recommended") or []),
             },
         }
 
@@ -222,6 +223,55 @@ class Personas:
             "segment": [int(v) for v in t.column("segment").to_numpy()],
         }
 
+    def segment_users(self, segment: int) -> list[str]:
+        """Pseudonyms of a segment's members (row order of the users table)."""
+        seg = self.users.column("segment").to_numpy()
+        ids = self.users.column("user").to_pylist()
+        return [ids[i] for i in np.flatnonzero(seg == segment)]
+
+    def segment_csv(self, segment: int) -> str:
+        """A segment's members as CSV: pseudonyms and the profile fields its signals support.
+
+        No raw id and no demographics (they would help re-identify a pseudonym)."""
+        import csv
+
+        from shopsight.personas.signals import available
+
+        if not any(s["id"] == segment for s in self.segment_list):
+            raise KeyError(
+                f"no segment {segment} (segments: {[s['id'] for s in self.segment_list]})"
+            )
+        sig = self.meta.get("signals", {})
+        cols = ["user", "segment", "lifecycle", "n_events", "n_items", "recency_days", "rfm_score"]
+        cols += [
+            c
+            for c, need in (
+                ("n_purchases", "funnel"),
+                ("purchase_propensity", "funnel"),
+                ("avg_price", "price"),
+                ("price_band", "price"),
+                ("mean_rating", "ratings"),
+                ("sentiment", "review_text"),
+                ("next_category", ""),
+            )
+            if c in self.users.column_names and (not need or available(sig, need))
+        ]
+        if "next_category" in cols and not self.meta.get("has_next_category"):
+            cols.remove("next_category")
+        t = self.users.filter(pc.equal(self.users.column("segment"), segment)).select(cols)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for row in zip(*(t.column(c).to_pylist() for c in cols), strict=True):
+            w.writerow(["" if v is None else _jsonable(v) for v in row])
+        return buf.getvalue()
+
+    def export_segment(self, segment: int, path: str | Path) -> Path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(self.segment_csv(segment), encoding="utf-8")
+        return out
+
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         d = Path(path)
@@ -250,8 +300,13 @@ class Personas:
     def summary(self) -> dict[str, Any]:
         return {
             "users": len(self),
+            "signals": self.meta.get("signals", {}),
             "segments": [
-                {k: s[k] for k in ("id", "name", "size", "share", "value_share")}
+                {
+                    **{k: s.get(k) for k in ("id", "name", "size", "share", "value_share")},
+                    "stability": s.get("stability_jaccard"),
+                    "stability_warning": s.get("stability_warning"),
+                }
                 for s in self.segment_list
             ],
             "k": self.meta.get("clustering", {}).get("k"),
@@ -418,8 +473,10 @@ def _segment_items(
     labels: npt.NDArray[np.int64],
     k: int,
     per_segment: int = 4,
-) -> dict[int, list[tuple[str, float]]]:
-    """Items engaged with most distinctively by each segment (lift, min. 3 members engaged)."""
+    top_n: int = 10,
+) -> tuple[dict[int, list[tuple[str, float, int]]], dict[int, list[tuple[str, int]]]]:
+    """Per segment: items engaged with most distinctively (lift, at least 3 members engaged),
+    as (item, lift, members) candidates; and the items most of its members engaged with."""
     conn = store.conn
     conn.register(
         "_p_useg",
@@ -434,18 +491,46 @@ def _segment_items(
             per AS (SELECT seg, item_id, count(*) AS n FROM ui GROUP BY 1, 2),
             tot AS (SELECT item_id, sum(n) AS n_all FROM per GROUP BY 1),
             sz AS (SELECT seg, count(*) AS size FROM _p_useg WHERE seg >= 0 GROUP BY 1),
-            al AS (SELECT count(*) AS size FROM _p_useg WHERE seg >= 0)
-            SELECT per.seg, per.item_id, (per.n / sz.size) / (tot.n_all / al.size) AS lift
-            FROM per JOIN tot USING (item_id) JOIN sz USING (seg), al
-            WHERE per.n >= 3
-            QUALIFY row_number() OVER (PARTITION BY per.seg ORDER BY lift DESC, per.n DESC,
-                                       per.item_id) <= {per_segment * 3}"""
+            al AS (SELECT count(*) AS size FROM _p_useg WHERE seg >= 0),
+            sc AS (
+                SELECT per.seg, per.item_id, per.n,
+                       (per.n / sz.size) / (tot.n_all / al.size) AS lift
+                FROM per JOIN tot USING (item_id) JOIN sz USING (seg), al)
+            SELECT seg, item_id, lift, n,
+                   row_number() OVER (PARTITION BY seg ORDER BY lift DESC, n DESC, item_id) AS rl,
+                   row_number() OVER (PARTITION BY seg ORDER BY n DESC, item_id) AS rn
+            FROM sc
+            QUALIFY (n >= 3 AND rl <= {per_segment * (k + 2)}) OR rn <= {top_n}"""
         ).fetchall()
     finally:
         conn.unregister("_p_useg")
-    out: dict[int, list[tuple[str, float]]] = {c: [] for c in range(k)}
-    for seg, item, lift in rows:
-        out.setdefault(int(seg), []).append((str(item), float(lift)))
+    sizes = {int(c): int(np.sum(labels == c)) for c in range(k)}
+    distinct: dict[int, list[tuple[str, float, int]]] = {c: [] for c in range(k)}
+    top: dict[int, list[tuple[str, int]]] = {c: [] for c in range(k)}
+    for seg, item, lift, n, rl, _rn in sorted(rows, key=lambda r: (r[0], r[4])):
+        if n >= max(3, 0.02 * sizes.get(int(seg), 0)) and rl <= per_segment * (k + 2):
+            distinct.setdefault(int(seg), []).append((str(item), float(lift), int(n)))
+    for seg, item, _lift, n, _rl, rn in sorted(rows, key=lambda r: (r[0], r[5])):
+        if rn <= top_n:
+            top.setdefault(int(seg), []).append((str(item), int(n)))
+    return distinct, top
+
+
+def assign_examples(
+    candidates: dict[int, list[tuple[str, float, int]]], per_segment: int = 4
+) -> dict[int, list[tuple[str, float]]]:
+    """Each item is an example of one segment only: the one where its lift is highest."""
+    pool = sorted(
+        ((lift, n, seg, item) for seg, rows in candidates.items() for item, lift, n in rows),
+        key=lambda r: (-r[0], -r[1], r[2], r[3]),
+    )
+    used: set[str] = set()
+    out: dict[int, list[tuple[str, float]]] = {seg: [] for seg in candidates}
+    for lift, _n, seg, item in pool:
+        if item in used or len(out[seg]) >= per_segment or lift <= 1.0:
+            continue
+        used.add(item)
+        out[seg].append((item, lift))
     return out
 
 
@@ -487,6 +572,7 @@ def build_personas(
     pseudonymizer: Pseudonymizer | None = None,
     use_features: bool = True,
     n_visual: int = 8,
+    review_topics: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> Personas:
     """Profiles, segments and a 2-D map of every user of ``store`` (see the module docstring).
@@ -496,7 +582,14 @@ def build_personas(
     items)["purchase"]``) for purchase propensity over those recommendations (else a smoothed
     purchase-session rate from the profile). ``use_features``: use the item feature cache
     (visual clusters, text embeddings) when ``shopsight featurize`` has been run.
+    ``review_topics``: embed review text for topics and aspects (sentiment is always computed
+    when the store has review text).
+
+    Only signals the store holds (:func:`shopsight.personas.signals.signal_inventory`) shape the
+    profiles, segments, names and claims.
     """
+    from shopsight.personas.signals import signal_inventory
+
     pcfg = profile_config or ProfileConfig()
     scfg = segment_config or SegmentConfig()
     say = progress or (lambda _m: None)
@@ -510,13 +603,29 @@ def build_personas(
     feats = None
     if use_features:
         item_visual, visual_clusters, feats = _content_features(store, catalog, scfg.seed, n_visual)
+    say("signals")
+    signals = signal_inventory(store)
     say("profiles")
     tables = compute_profiles(store, pcfg, item_visual=item_visual or None, progress=progress)
-    derived = derived_fields(tables, pcfg)
     user_ids = tables.user_ids
+    reviews = None
+    if signals["review_text"]["available"] and tables.info.get("reviews_table"):
+        from shopsight.personas.reviews import review_text
+
+        reviews = review_text(
+            store,
+            str(tables.info["reviews_table"]),
+            user_ids,
+            seed=scfg.seed,
+            n_topics=None if review_topics else 0,
+            progress=progress,
+        )
+        _add_review_text(tables, reviews)
+    derived = derived_fields(tables, pcfg, signals)
+    _mask_unavailable(tables, signals)
     text = _text_block(store, tables.info["events_table"], user_ids, feats, 16, scfg.seed)
     say("segments")
-    fm = feature_matrix(tables, derived, scfg, text=text)
+    fm = feature_matrix(tables, derived, scfg, text=text, signals=signals)
     cl = cluster(fm.X, scfg)
     xy = _project(fm.X, projection, scfg.seed)
     if scfg.time_halves:
@@ -524,6 +633,7 @@ def build_personas(
 
     # Predictions (optional hooks).
     next_cat: list[str | None] = [None] * len(user_ids)
+    recs: dict[str, list[str]] = {}
     propensity = np.asarray(derived["purchase_propensity"], np.float64)
     propensity_source = "profile"
     if artifact is not None:
@@ -549,7 +659,7 @@ def build_personas(
                 propensity = 1.0 - miss
                 propensity_source = "predictor"
 
-    users = _users_table(tables, derived, cl, xy, pseudo, next_cat, propensity)
+    users = _users_table(tables, derived, cl, xy, pseudo, next_cat, propensity, recs)
     aff = tables.top
     # One HMAC per user, not per affinity row.
     aff_rows = pc.index_in(aff.column("user_id"), value_set=pa.array(user_ids, pa.string()))
@@ -563,10 +673,27 @@ def build_personas(
         }
     )
     say("describing segments")
-    seg_items = _segment_items(store, tables.info["events_table"], user_ids, cl.labels, cl.k)
-    segs = _segment_records(
-        store, tables, derived, fm, cl, catalog, seg_items, visual_clusters, propensity
+    seg_items, seg_top = _segment_items(
+        store, tables.info["events_table"], user_ids, cl.labels, cl.k
     )
+    segs = _segment_records(
+        store,
+        tables,
+        derived,
+        fm,
+        cl,
+        catalog,
+        (seg_items, seg_top),
+        visual_clusters,
+        propensity,
+        signals,
+        reviews,
+        recs,
+        user_ids,
+    )
+    from shopsight.personas.compare import comparison, map_axes
+
+    compare = comparison(tables, derived, cl, propensity, signals, segs)
     meta = {
         "version": 1,
         "profiles": {k: v for k, v in tables.info.items() if k not in ("vocab",)},
@@ -589,12 +716,59 @@ def build_personas(
             "projection": projection,
         },
         "visual_clusters": visual_clusters,
+        "signals": signals,
+        "comparison": compare,
+        "map_axes": map_axes(xy, fm, tables, signals),
+        "review_text": reviews.info if reviews is not None else None,
         "propensity_source": propensity_source,
         "has_next_category": artifact is not None,
         "store": str(store.path),
         "store_fingerprint": store.fingerprint(),
     }
     return Personas(users=users, affinities=aff_table, segment_list=segs, meta=meta, _pseudo=pseudo)
+
+
+def _add_review_text(tables: ProfileTables, rt: Any) -> None:
+    """Review sentiment into the scalars; topic shares as one more affinity kind."""
+    s = tables.scalars
+    i = s.column_names.index("sentiment")
+    tables.scalars = s.set_column(i, "sentiment", pa.array(rt.sentiment, pa.float64()))
+    if not rt.topics:
+        return
+    tables.dense["topic"] = (list(rt.topics), rt.topic_shares)
+    rows, cols = np.nonzero(rt.topic_shares)
+    w = rt.topic_shares[rows, cols].astype(np.float64)
+    order = np.lexsort((-w, rows))
+    rows, cols, w = rows[order], cols[order], w[order]
+    rank = np.ones(len(rows), np.int64)
+    for j in range(1, len(rows)):
+        rank[j] = rank[j - 1] + 1 if rows[j] == rows[j - 1] else 1
+    keep = rank <= 3
+    extra = pa.table(
+        {
+            "user_id": pa.array([rt.users[r] for r in rows[keep]], pa.string()),
+            "kind": pa.array(["topic"] * int(keep.sum()), pa.string()),
+            "key": pa.array([rt.topics[c] for c in cols[keep]], pa.string()),
+            "weight": pa.array(w[keep], pa.float64()),
+            "rank": pa.array(rank[keep], pa.int64()),
+        }
+    )
+    tables.top = pa.concat_tables([tables.top, extra])
+
+
+def _mask_unavailable(tables: ProfileTables, signals: dict[str, dict[str, Any]]) -> None:
+    """Profile fields whose signal the store lacks become null (unknown), not 0 or a guess."""
+    from shopsight.personas.signals import FIELD_SIGNALS, available
+
+    s = tables.scalars
+    for name, need in FIELD_SIGNALS.items():
+        if name in s.column_names and not available(signals, *need):
+            i = s.column_names.index(name)
+            s = s.set_column(i, name, pa.nulls(s.num_rows, pa.float64()))
+    tables.scalars = s
+    if not available(signals, "time_of_day"):
+        tables.hours = np.zeros_like(tables.hours)
+        tables.weekdays = np.zeros_like(tables.weekdays)
 
 
 def _time_halves(
@@ -638,6 +812,7 @@ def _users_table(
     pseudo: Pseudonymizer,
     next_cat: Sequence[str | None],
     propensity: npt.NDArray[np.float64],
+    recs: dict[str, list[str]] | None = None,
 ) -> pa.Table:
     s = t.scalars
     cols: dict[str, Any] = {"user": pa.array(pseudo.many(t.user_ids), pa.string())}
@@ -659,7 +834,25 @@ def _users_table(
     cols["hours"] = pa.array(t.hours.tolist(), pa.list_(pa.float32()))
     cols["weekdays"] = pa.array(t.weekdays.tolist(), pa.list_(pa.float32()))
     cols["next_category"] = pa.array(list(next_cat), pa.string())
+    if recs:
+        cols["recommended"] = pa.array(
+            [recs.get(u, [])[:10] for u in t.user_ids], pa.list_(pa.string())
+        )
     return pa.table(cols)
+
+
+STABILITY_WARN = 0.6  # mean bootstrap Jaccard under this: a segment that may not come back
+
+
+def _item_ref(item: str, catalog: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    info = catalog.get(item, {})
+    title = info.get("title")
+    return {
+        "item_id": item,
+        "title": str(title).strip() if title and str(title).strip() else None,
+        "category": info.get("category"),
+        **extra,
+    }
 
 
 def _segment_records(
@@ -669,23 +862,34 @@ def _segment_records(
     fm: Any,
     cl: Clustering,
     catalog: dict[str, dict[str, Any]],
-    seg_items: dict[int, list[tuple[str, float]]],
+    seg_items: tuple[dict[int, list[tuple[str, float, int]]], dict[int, list[tuple[str, int]]]],
     visual_clusters: dict[str, dict[str, Any]],
     propensity: npt.NDArray[np.float64],
+    signals: dict[str, dict[str, Any]],
+    reviews: Any,
+    recs: dict[str, list[str]],
+    user_ids: list[str],
 ) -> list[dict[str, Any]]:
     from shopsight.personas.profile import _col
+    from shopsight.personas.signals import available
 
     value = np.nan_to_num(np.asarray(d["monetary"], np.float64))
     total_value = float(value[cl.labels >= 0].sum()) or 1.0
     n_shown = int(np.sum(cl.labels >= 0)) or 1
     out: list[dict[str, Any]] = []
+    extras: list[list[str]] = []
     demo_cols = ("age_band", "gender", "occupation", "region")
     s = t.scalars
+    examples_by_seg = assign_examples(seg_items[0])
     for c in range(cl.k):
         members = cl.labels == c
         size = int(members.sum())
-        desc = describe(t, fm, cl.labels, c, value)
-        funnel = {k.removeprefix("n_"): float(np.sum(_col(s, k)[members])) for k in _FUNNEL}
+        desc = describe(t, fm, cl.labels, c, value, signals)
+        funnel = (
+            {k.removeprefix("n_"): float(np.sum(_col(s, k)[members])) for k in _FUNNEL}
+            if available(signals, "funnel")
+            else {}
+        )
         lifecycle = {
             stage: int(np.sum(members & (d["lifecycle"] == stage)))
             for stage in ("new", "active", "at_risk", "churned")
@@ -708,22 +912,28 @@ def _segment_records(
                     )
             demographics[col] = sorted(rows, key=lambda r: -r["lift"])[:3]
         examples = []
-        for item, lift in seg_items.get(c, []):
+        for item, lift in examples_by_seg.get(c, []):
             info = catalog.get(item, {})
             thumb = thumbnail_uri(_image_path(store, item, info)) if info else None
-            examples.append(
-                {
-                    "item_id": item,
-                    "title": info.get("title"),
-                    "category": info.get("category"),
-                    "lift": round(lift, 3),
-                    "thumbnail": thumb,
-                }
-            )
-            if len(examples) >= 4:
-                break
+            examples.append(_item_ref(item, catalog, lift=round(lift, 3), thumbnail=thumb))
+        top_items = [
+            _item_ref(item, catalog, members=n, share=round(n / max(size, 1), 4))
+            for item, n in seg_items[1].get(c, [])
+        ]
+        recommended: list[dict[str, Any]] = []
+        if recs:
+            votes: dict[str, int] = {}
+            for i in np.flatnonzero(members):
+                for it in recs.get(user_ids[i], [])[:10]:
+                    votes[it] = votes.get(it, 0) + 1
+            recommended = [
+                _item_ref(it, catalog, users=n, share=round(n / max(size, 1), 4))
+                for it, n in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+            ]
         vis = desc["over_represented"].get("visual", [])
         stab = cl.stability.get("jaccard")
+        jac = stab[c] if stab and c < len(stab) else None
+        value_known = t.info.get("value_basis") != "ratings"
         out.append(
             {
                 "id": c,
@@ -731,8 +941,10 @@ def _segment_records(
                 "description": desc["description"],
                 "size": size,
                 "share": round(size / n_shown, 4),
-                "value": desc["value"],
-                "value_share": round(float(value[members].sum()) / total_value, 4),
+                "value": desc["value"] if value_known else None,
+                "value_share": (
+                    round(float(value[members].sum()) / total_value, 4) if value_known else None
+                ),
                 "price_band": desc["price_band"],
                 "over_represented": desc["over_represented"],
                 "traits": desc["traits"],
@@ -745,14 +957,24 @@ def _segment_records(
                 "rfm_score": _mean(np.asarray(d["rfm_score"], np.float64)[members]),
                 "demographics": demographics,
                 "example_items": examples,
+                "top_items": top_items,
+                "recommended_items": recommended,
+                "aspects": reviews.aspects(members) if reviews is not None else None,
                 "visual_style": [
                     {**v, "thumbnails": visual_clusters.get(v["key"], {}).get("thumbnails", [])}
                     for v in vis[:2]
                 ],
-                "stability_jaccard": stab[c] if stab and c < len(stab) else None,
+                "stability_jaccard": jac,
+                "stability_warning": (
+                    f"unstable: bootstrap Jaccard {jac:.2f} < {STABILITY_WARN}: this segment may "
+                    "not come back on other data"
+                    if jac is not None and jac < STABILITY_WARN
+                    else None
+                ),
             }
         )
-    names = unique_names([s_["name"] for s_ in out])
+        extras.append(desc["name_extras"])
+    names = unique_names([s_["name"] for s_ in out], extras)
     for s_, nm in zip(out, names, strict=True):
         s_["name"] = nm
     return out

@@ -5,6 +5,8 @@ Routes (all read-only, ids pseudonymised):
 ``GET /dashboard``                  HTML: summary, search box, segment map, segment cards
 ``GET /dashboard/search?q=ID``      redirect to the user's page (raw id or pseudonym) or back
 ``GET /dashboard/user/{user_id}``   HTML page of one user (raw id or pseudonym; 404 if unknown)
+``GET /dashboard/segment/{id}``     HTML page of one segment (items, example users, comparison)
+``GET /dashboard/segment/{id}.csv`` the segment's members (pseudonyms) as CSV
 ``GET /dashboard/plotly.js``        the bundled Plotly library (no CDN: works offline)
 ``GET /dashboard/api/segments``     JSON segments
 ``GET /dashboard/api/users/{id}``   JSON profile
@@ -33,7 +35,9 @@ def _page(title: str, body: str) -> str:
     from shopsight.personas.report import CSS
 
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>{html.escape(title)}</title><link rel="icon" href="data:,"><style>{CSS}.user-page{{display:block}}</style>
+<title>{html.escape(title)}</title><link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{CSS}.user-page,.segment-page{{display:block}}</style>
 <script src="/dashboard/plotly.js"></script></head><body>
 <header><h1><a href="/dashboard" style="color:#fff;text-decoration:none">Shop personas</a></h1>
 <p>Live dashboard — ids are pseudonyms; segments below the privacy floor are not shown.</p></header>
@@ -53,19 +57,39 @@ def _fig_div(fig: Any, div_id: str) -> str:
 def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRouter:
     """The dashboard routes over one :class:`Personas` (see the module docstring)."""
     from fastapi import APIRouter, HTTPException, Query
-    from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+    from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
     from shopsight.personas.report import (
-        funnel_figure,
-        map_figure,
+        ReportParts,
+        comparison_html,
+        item_titles,
+        sample_users,
         segment_card_html,
-        sizes_figure,
+        segment_page_html,
+        signals_html,
         summary_html,
         user_section_html,
     )
 
     router = APIRouter()
     p = personas
+    cache: dict[str, Any] = {}  # built on first use: mounting the router stays cheap
+
+    def parts() -> ReportParts:
+        if "parts" not in cache:
+            cache["parts"] = ReportParts(p, max_map_points)
+        out: ReportParts = cache["parts"]
+        return out
+
+    def card(s: dict[str, Any], charts: str = "") -> str:
+        sid = s["id"]
+        return segment_card_html(
+            s,
+            charts,
+            link=f"/dashboard/segment/{sid}",
+            export=f'<a href="/dashboard/segment/{sid}.csv">export {s["size"]:,} users (CSV)</a>',
+            value_known=s.get("value_share") is not None,
+        )
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(missing: str | None = None) -> HTMLResponse:
@@ -74,11 +98,27 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
             if missing
             else ""
         )
-        cards = "".join(segment_card_html(s) for s in p.segment_list)
-        body = f"""{note}{summary_html(p)}
-<section class="block" id="map">{_fig_div(map_figure(p, max_map_points), "segment-map")}</section>
-<section class="block" id="sizes">{_fig_div(sizes_figure(p), "segment-sizes")}</section>
-<section class="block" id="funnels">{_fig_div(funnel_figure(p), "segment-funnels")}</section>
+        cards = "".join(card(s) for s in p.segment_list)
+        blocks = []
+        if parts().map is not None:
+            blocks.append(
+                f'<section class="block" id="map">{_fig_div(parts().map, "segment-map")}</section>'
+            )
+        if parts().sizes is not None:
+            blocks.append(
+                f'<section class="block" id="sizes">{_fig_div(parts().sizes, "segment-sizes")}'
+                "</section>"
+            )
+        blocks.append(
+            '<section class="block" id="compare"><h2>Segments beside all users</h2>'
+            f"{comparison_html(p)}</section>"
+        )
+        if parts().conversion is not None:
+            blocks.append(
+                f'<section class="block" id="funnels">'
+                f"{_fig_div(parts().conversion, 'segment-funnels')}</section>"
+            )
+        body = f"""{note}{signals_html(p)}{summary_html(p)}{parts().notes_html()}{"".join(blocks)}
 <section class="block" id="segments"><h2>Segments</h2><div class="cards">{cards}</div></section>"""
         return HTMLResponse(_page("Personas dashboard", body))
 
@@ -102,12 +142,55 @@ def create_router(personas: Personas, *, max_map_points: int = 5000) -> APIRoute
             body = f'<section class="block"><h2>Unknown user</h2><p>No user {html.escape(user_id)}.</p></section>'
             return HTMLResponse(_page("Unknown user", body), status_code=404)
         seg = next((s for s in p.segment_list if s["id"] == prof["segment"]["id"]), None)
-        body = user_section_html(prof, anchor=False)
+        body = user_section_html(
+            prof,
+            anchor=False,
+            signals=p.meta.get("signals") or {},
+            titles=item_titles(p),
+            segment_href="/dashboard/segment/{}",
+        )
         if seg is not None:
-            body += (
-                f'<section class="block"><h2>Their segment</h2>{segment_card_html(seg)}</section>'
-            )
+            body += f'<section class="block"><h2>Their segment</h2>{card(seg)}</section>'
         return HTMLResponse(_page(f"User {prof['user']}", body))
+
+    def _segment(segment_id: int) -> dict[str, Any]:
+        seg = next((s for s in p.segment_list if s["id"] == segment_id), None)
+        if seg is None:
+            raise HTTPException(status_code=404, detail=f"unknown segment {segment_id}")
+        return seg
+
+    @router.get("/dashboard/segment/{segment_id}.csv")
+    def segment_csv(segment_id: int) -> Response:
+        _segment(segment_id)
+        return Response(
+            p.segment_csv(segment_id),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="segment-{segment_id}.csv"'},
+        )
+
+    @router.get("/dashboard/segment/{segment_id}", response_class=HTMLResponse)
+    def segment_page(segment_id: int) -> HTMLResponse:
+        seg = _segment(segment_id)
+        members = set(p.segment_users(segment_id))
+        examples = [u for u in sample_users(p, 12 * max(len(p.segment_list), 1)) if u in members]
+        charts = ""
+        for fig, div in (
+            (parts().radar.get(segment_id), "radar"),
+            (parts().affinity.get(segment_id), "affinity"),
+        ):
+            if fig is not None:
+                charts += f'<div class="chart">{_fig_div(fig, f"{div}-{segment_id}")}</div>'
+        export = f'<a href="/dashboard/segment/{segment_id}.csv">export (CSV)</a>'
+        body = segment_page_html(
+            p,
+            seg,
+            example_users=examples[:8],
+            user_href="/dashboard/user/{}",
+            anchor=False,
+            export=export,
+        )
+        body += f'<section class="block">{charts}</section>' if charts else ""
+        return HTMLResponse(_page(f"Segment {seg['name']}", body))
 
     @router.get("/dashboard/api/segments")
     def api_segments() -> list[dict[str, Any]]:

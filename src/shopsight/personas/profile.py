@@ -54,79 +54,6 @@ STYLE_KEYS: Final[tuple[str, ...]] = (
     "genre",
 )
 AFFINITY_KINDS: Final[tuple[str, ...]] = ("category", "brand", "style", "keyword", "visual")
-# A small sentiment lexicon for review text: enough for shop reviews, no model download.
-POSITIVE_WORDS: Final[frozenset[str]] = frozenset(
-    [
-        "love",
-        "loved",
-        "lovely",
-        "great",
-        "excellent",
-        "perfect",
-        "amazing",
-        "awesome",
-        "beautiful",
-        "gorgeous",
-        "good",
-        "nice",
-        "happy",
-        "recommend",
-        "recommended",
-        "best",
-        "fantastic",
-        "wonderful",
-        "superb",
-        "comfortable",
-        "pleased",
-        "quality",
-        "favourite",
-        "favorite",
-        "easy",
-        "fast",
-        "works",
-        "brilliant",
-        "delighted",
-        "stunning",
-        "solid",
-    ]
-)
-NEGATIVE_WORDS: Final[frozenset[str]] = frozenset(
-    [
-        "bad",
-        "poor",
-        "terrible",
-        "awful",
-        "worst",
-        "broke",
-        "broken",
-        "cheap",
-        "cheaply",
-        "disappointed",
-        "disappointing",
-        "return",
-        "returned",
-        "refund",
-        "waste",
-        "useless",
-        "flimsy",
-        "fake",
-        "scam",
-        "wrong",
-        "never",
-        "horrible",
-        "faulty",
-        "defective",
-        "ugly",
-        "uncomfortable",
-        "problem",
-        "problems",
-        "slow",
-        "missing",
-        "damaged",
-        "mediocre",
-        "meh",
-    ]
-)
 STOPWORDS: Final[frozenset[str]] = frozenset(
     [
         "the",
@@ -495,19 +422,10 @@ LEFT JOIN rat USING (user_id)
 
 
 def _review_sql(reviews: str, n_chunks: int, c: int) -> str:
-    where = f"AND hash(user_id) % {n_chunks} = {c}" if n_chunks > 1 else ""
-    pos, neg = _lit(POSITIVE_WORDS), _lit(NEGATIVE_WORDS)
-    return f"""
-    SELECT user_id, count(*) AS n_reviews, avg(score) AS sentiment FROM (
-        SELECT user_id, review_key,
-               (count(*) FILTER (list_contains({pos}, t)) - count(*) FILTER (list_contains({neg}, t)))
-               / greatest(count(*) FILTER (list_contains({pos}, t) OR list_contains({neg}, t)), 1)
-               AS score
-        FROM (SELECT user_id, review_key, unnest(regexp_split_to_array(lower(
-                  coalesce(summary, '') || ' ' || coalesce(text, '')), '[^a-z]+')) AS t
-              FROM "{reviews}" WHERE (summary IS NOT NULL OR text IS NOT NULL) {where})
-        GROUP BY 1, 2)
-    GROUP BY user_id"""
+    # Sentiment comes from the review text model (personas/reviews.py), not from SQL.
+    where = f"WHERE hash(user_id) % {n_chunks} = {c}" if n_chunks > 1 else ""
+    return f"""SELECT user_id, count(*) AS n_reviews, CAST(NULL AS DOUBLE) AS sentiment
+    FROM "{reviews}" {where} GROUP BY user_id"""
 
 
 _AFFINITY_SQL: Final[dict[str, str]] = {
@@ -782,8 +700,17 @@ def quintile_scores(x: FloatArray, higher_is_better: bool = True) -> npt.NDArray
     return out
 
 
-def derived_fields(t: ProfileTables, cfg: ProfileConfig) -> dict[str, np.ndarray]:
-    """RFM, lifecycle, price band and sensitivity, funnel rates, rhythm, propensity."""
+def derived_fields(
+    t: ProfileTables, cfg: ProfileConfig, signals: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, np.ndarray]:
+    """RFM, lifecycle, price band and sensitivity, funnel rates, rhythm, propensity.
+
+    ``signals`` (from :func:`shopsight.personas.signals.signal_inventory`): fields whose signal
+    the store lacks are NaN ("unknown"), not a number computed from what is not there.
+    """
+    from shopsight.personas.signals import available
+
+    sig = dict(signals or {})
     s = t.scalars
     n = s.num_rows
     as_of = datetime.fromisoformat(t.info["as_of"]) if t.info.get("as_of") else None
@@ -798,13 +725,20 @@ def derived_fields(t: ProfileTables, cfg: ProfileConfig) -> dict[str, np.ndarray
     )
     n_purch = _col(s, "n_purchases")
     has_purchases = bool(np.nansum(n_purch) > 0)
-    # Frequency counts conversions when the shop has them, else every rated/engaged session.
-    frequency = n_purch if has_purchases else _col(s, "n_sessions")
+    # Frequency counts conversions when the shop has them, else visits, else events (a review
+    # dump has neither purchases nor real sessions).
+    if has_purchases:
+        frequency = n_purch
+    elif available(sig, "sessions"):
+        frequency = _col(s, "n_sessions")
+    else:
+        frequency = _col(s, "n_events")
     spend = _col(s, "spend")
     if not has_purchases:  # no transactions: value = price of what the user rated/reviewed
         spend = np.nan_to_num(_col(s, "avg_price")) * _col(s, "n_ratings")
         t.info["value_basis"] = "reviewed_price"
-        if not np.nansum(spend) > 0:  # no prices either: value = number of ratings
+        if not np.nansum(spend) > 0 or not available(sig, "price"):
+            # no prices either: value = number of ratings
             spend = _col(s, "n_ratings")
             t.info["value_basis"] = "ratings"
     else:
@@ -839,11 +773,12 @@ def derived_fields(t: ProfileTables, cfg: ProfileConfig) -> dict[str, np.ndarray
     carted = _col(s, "items_carted")
     view_to_buy = np.where(browsed > 0, _col(s, "items_bought") / np.maximum(browsed, 1), np.nan)
     abandonment = np.where(carted > 0, _col(s, "items_abandoned") / np.maximum(carted, 1), np.nan)
-    # Peak hour: circular mean of the hour histogram.
+    # Peak hour: the busiest hour (a circular mean can fall in an hour without any activity);
+    # concentration: the resultant length of the hours on the clock circle.
     ang = 2 * np.pi * (np.arange(24) + 0.5) / 24
     tot = t.hours.sum(axis=1)
     sx, cx = t.hours @ np.sin(ang), t.hours @ np.cos(ang)
-    peak = np.where(tot > 0, (np.arctan2(sx, cx) % (2 * np.pi)) * 24 / (2 * np.pi), np.nan)
+    peak = np.where(tot > 0, np.argmax(t.hours, axis=1).astype(np.float64), np.nan)
     hour_concentration = np.where(tot > 0, np.hypot(sx, cx) / np.maximum(tot, 1), np.nan)
     # Purchase propensity: share of sessions with a purchase, shrunk to the population rate
     # (beta prior of strength 4 sessions), so one lucky session does not read as 100%.
@@ -854,6 +789,16 @@ def derived_fields(t: ProfileTables, cfg: ProfileConfig) -> dict[str, np.ndarray
     if "brand" in t.dense and t.dense["brand"][1].shape[1]:
         brand_top = t.dense["brand"][1].max(axis=1).astype(np.float64)
     ev = np.maximum(_col(s, "n_events"), 1)
+    nan = np.full(n, np.nan)
+    if not available(sig, "time_of_day"):
+        peak, hour_concentration = nan, nan
+    if not available(sig, "funnel"):
+        view_to_buy, abandonment, propensity = nan, nan, nan
+    if not available(sig, "price"):
+        band = np.full(n, "unknown")
+        sensitivity = nan
+    if not available(sig, "brands"):
+        brand_top = nan
     return {
         "recency_days": recency,
         "tenure_days": tenure,
@@ -872,7 +817,7 @@ def derived_fields(t: ProfileTables, cfg: ProfileConfig) -> dict[str, np.ndarray
         "hour_concentration": hour_concentration,
         "purchase_propensity": propensity,
         "brand_concentration": brand_top,
-        "search_share": _col(s, "n_searches") / ev,
+        "search_share": _col(s, "n_searches") / ev if available(sig, "searches") else nan,
         "social_share": (_col(s, "n_favorites") + _col(s, "n_shares")) / ev,
         "lifecycle_windows": np.array([new_days, risk_days, churn_days]),
     }

@@ -162,7 +162,17 @@ class FunnelPredictor:
 
         vocab = Vocab.from_store(store)
         if examples is None:
+            from shopsight.data.support import require_funnel
+
+            require_funnel(store, self.tasks)
             examples, vocab = build_examples(store, vocab, self.example_config)
+        empty = [t for t in self.tasks if t in examples.labels and not examples.labels[t].any()]
+        if empty:
+            raise PredictorError(
+                f"predict: no positive label for {', '.join(empty)}: no impression (a `view`) is "
+                f"followed by a {' / '.join(empty)} event of the same user and item in its "
+                "session or window, so every example would be negative"
+            )
         if self.max_examples is not None and len(examples) > self.max_examples:
             examples = examples.take(np.arange(len(examples) - self.max_examples, len(examples)))
         content, source = item_content(store, vocab, self.content_dim, self.content, self.seed)
@@ -205,7 +215,10 @@ class FunnelPredictor:
             train = train.take(np.flatnonzero(train.labels[self.train_on] > 0))
             valid = valid.take(np.flatnonzero(valid.labels[self.train_on] > 0))
         if len(train) < 2:
-            raise PredictorError(f"too few training examples ({len(train)}) to fit a predictor")
+            raise PredictorError(
+                f"too few training examples ({len(train)}) to fit a predictor: examples are "
+                "`view` impressions labelled by later click / add_to_cart / purchase events"
+            )
         missing = [t for t in self.tasks if t not in train.labels]
         if missing:
             raise PredictorError(f"examples carry no labels for {missing}")
@@ -339,6 +352,17 @@ class FunnelPredictor:
         as_of: dt.datetime | str | None = None,
     ) -> dict[str, np.ndarray]:
         """Calibrated probabilities per task, one per (user, item) pair, as of ``as_of``."""
+        return self.predict_examples(self.prepare(store, user_ids, item_ids, as_of))
+
+    def prepare(
+        self,
+        store: Store,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+        as_of: dt.datetime | str | None = None,
+    ) -> Examples:
+        """The pairs' features read from the store (the only part of :meth:`predict` that
+        touches it: a server holds its store lock for this, not for the scoring)."""
         if self.vocab_ is None:
             raise PredictorError("predictor is not fitted: call fit() or load() first")
         if len(user_ids) != len(item_ids):
@@ -347,7 +371,7 @@ class FunnelPredictor:
         ts = np.full(len(user_ids), np.datetime64(t, "us"))
         ex = compute_features(store, self.vocab_, user_ids, item_ids, ts, self.example_config)
         self._impute_unknown_items(ex)
-        return self.predict_examples(ex)
+        return ex
 
     _ITEM_COLUMNS = ("log_i_", "i_", "log_price", "price_known", "price_pct_in_cat")
 

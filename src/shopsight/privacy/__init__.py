@@ -4,7 +4,7 @@
   kept outside the store; ingest takes ``pseudonymizer=`` to store pseudonyms only.
 - :mod:`~shopsight.privacy.exports`: pseudonymised exports/reports, converting a raw-id store.
 - :mod:`~shopsight.privacy.forget`: :func:`forget_user` removes a user everywhere, with audit.
-- :mod:`~shopsight.privacy.dp`: DP-SGD training (Opacus) with the epsilon spent
+- :mod:`~shopsight.models.dp`: DP-SGD training (Opacus) with the epsilon spent
   (``DPConfig``, ``DPBPR``; imported lazily: it needs torch).
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, Request
@@ -27,6 +27,8 @@ from shopsight.app.explain import IndexedHistory
 from shopsight.app.explain import explain_ranked as app_explain_ranked
 from shopsight.data.store import Store
 from shopsight.serving import schemas as S
+from shopsight.serving.auth import AccessPolicy
+from shopsight.serving.impressions import ImpressionLog
 from shopsight.serving.middleware import Metrics
 from shopsight.serving.state import (
     Deployment,
@@ -43,6 +45,9 @@ from shopsight.serving.state import (
     rank_user,
     user_history_for_explain,
 )
+
+if TYPE_CHECKING:
+    from shopsight.serving.variants import Experiment
 
 log = logging.getLogger("shopsight.serving")
 
@@ -74,7 +79,8 @@ class Runtime:
     deployment: Deployment
     live: LiveState
     metrics: Metrics
-    token: str | None
+    policy: AccessPolicy
+    models_root: Path
     read_only: bool
     ann: bool
     predictor_loader: Callable[[Path], Predictor | None]
@@ -87,10 +93,49 @@ class Runtime:
     reload_lock: threading.Lock = field(default_factory=threading.Lock)
     reload_thread: threading.Thread | None = None
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict)
+    experiment: Experiment | None = None  # A/B variants (serving/variants.py)
+    impressions: ImpressionLog | None = None  # served-list log (serving/impressions.py)
+
+    def deployment_for(self, user_id: str) -> Deployment:
+        """The deployment that answers this user: their A/B variant's, else the one served."""
+        if self.experiment is None:
+            return self.deployment
+        return self.experiment.deployment_for(self.user_key(user_id))
+
+    def log_served(
+        self,
+        surface: str,
+        user_key: str | None,
+        dep: Deployment,
+        ranked: Ranked,
+        item_ids: np.ndarray | None = None,
+    ) -> None:
+        """Queue a served list for the impression log (a no-op when logging is off).
+
+        ``ranked.items`` index ``item_ids`` (default: the model's item ids)."""
+        if self.impressions is not None:
+            variant = None if self.experiment is None else self.experiment.name_of(dep)
+            self.impressions.add(
+                surface,
+                user_key,
+                variant,
+                dep.model.name,
+                dep.version,
+                ranked.source,
+                dep.artifact.item_ids if item_ids is None else item_ids,
+                ranked.items,
+            )
 
     def publish(self, dep: Deployment) -> None:
         self.deployment = dep  # the atomic swap: one reference assignment
         self.metrics.set_model(dep.model.name, dep.version)
+
+    def model_label(self, model_dir: Path) -> str:
+        """A model folder as clients see it: relative to the models folder, never absolute."""
+        try:
+            return Path(model_dir).resolve().relative_to(self.models_root).as_posix()
+        except ValueError:
+            return Path(model_dir).name
 
     def user_key(self, user_id: str) -> str:
         """The id the store and model know a user by (its pseudonym in a pseudonymised store)."""
@@ -197,6 +242,7 @@ def recommend_one(
             dep, rt.live, key, rt.store, rt.store_lock
         )
         explanations = explain_ranked(rt, dep, ranked, hist)
+    rt.log_served("user", key, dep, ranked)
     return {
         "user_id": user_id,
         "source": ranked.source,
@@ -250,7 +296,7 @@ def do_reload(rt: Runtime, target: Path) -> None:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         rt.reload = ReloadStatus(
             state="failed",
-            model_dir=str(target),
+            model_dir=rt.model_label(target),
             error=msg,
             started_at=rt.reload.started_at,
             finished_at=now_iso(),
@@ -261,7 +307,7 @@ def do_reload(rt: Runtime, target: Path) -> None:
     rt.publish(dep)
     rt.reload = ReloadStatus(
         state="done",
-        model_dir=str(target),
+        model_dir=rt.model_label(target),
         version=dep.version,
         started_at=rt.reload.started_at,
         finished_at=now_iso(),

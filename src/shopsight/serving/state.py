@@ -42,9 +42,12 @@ MAX_HISTORY = 500  # events kept per live user (most recent)
 
 # ------------------------------------------------------------------------------ protocols
 class Predictor(Protocol):
-    def predict(
-        self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]
-    ) -> dict[str, np.ndarray]: ...
+    """Funnel probabilities in two steps: ``prepare`` reads the pairs' features from the store
+    (under the server's store lock), ``predict_examples`` scores them (without it)."""
+
+    def prepare(self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]) -> Any: ...
+
+    def predict_examples(self, prepared: Any) -> dict[str, np.ndarray]: ...
 
 
 class PersonaBook(Protocol):
@@ -103,20 +106,19 @@ class Catalogue:
         return cls(categories=cats, prices=prices, titles=titles)
 
     def category_mask(self, category: str) -> np.ndarray:
-        """Items whose category path is ``category``, starts with it, or has it as a segment."""
+        """Items in ``category``: the one rule of :mod:`shopsight.data.categories` (a ``|``
+        member, a path prefix or a segment)."""
         key = category.strip().lower()
         with self._lock:
             hit = self._masks.get(key)
             if hit is not None:
                 self._masks.move_to_end(key)
                 return hit
-        mask = np.zeros(len(self.categories), bool)
-        for i, c in enumerate(self.categories):
-            if not c:
-                continue
-            path = c.lower()
-            segments = [s.strip() for s in path.split(">")]
-            mask[i] = path == key or path.startswith(key + " >") or key in segments
+        from shopsight.data.categories import matches
+
+        mask = np.fromiter(
+            (matches(c, category) for c in self.categories), bool, len(self.categories)
+        )
         with self._lock:
             self._masks[key] = mask
             while len(self._masks) > 256:
@@ -241,6 +243,7 @@ class Deployment:
             "content_modalities": sorted(self.content.vectors) if self.content else [],
             "predictor": self.predictor is not None,
             "personas": self.personas is not None,
+            "privacy": self.artifact.privacy,
         }
 
 

@@ -263,7 +263,7 @@ class Trainer:
                 bad_evals = state["bad_evals"]
                 best_state = state["best_state"]
                 result.resumed_from = state["epoch"]
-            with _progress(opts.progress and ctx.is_main, cfg.epochs - start_epoch) as bar:
+            with _progress(ctx.is_main, cfg.epochs - start_epoch) as bar:
                 for epoch in range(start_epoch, cfg.epochs):
                     e0 = time.perf_counter()
                     lr = cfg.lr * lr_factor(epoch, cfg)
@@ -362,26 +362,20 @@ def _copy_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 @contextlib.contextmanager
 def _progress(enabled: bool, total: int) -> Iterator[Callable[[dict[str, float]], None]]:
+    """One bar per training run, on stderr, each epoch with its loss and validation metric
+    (drawn only on a terminal; see :mod:`shopsight.progress`)."""
     if not enabled:
         yield lambda row: None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from shopsight.progress import task
 
-    with Progress(
-        TextColumn("[bold]training"),
-        BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("train", total=total, info="")
+    with task("training", total=total) as bar:
 
         def advance(row: dict[str, float]) -> None:
-            info = f"loss {row['loss']:.4f}" + (
-                f"  metric {row['metric']:.4f}" if "metric" in row else ""
+            info = f"epoch {int(row['epoch'])} loss {row['loss']:.4f}" + (
+                f"  valid {row['metric']:.4f}" if "metric" in row else ""
             )
-            progress.update(task, advance=1, info=info)
+            bar.advance(1, info=info)
 
         yield advance
 

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from shopsight.data.formats import ReadOptions, read_head, register
 from shopsight.data.formats._util import (
@@ -101,7 +101,7 @@ def resolve_columns(header: list[str], options: ReadOptions) -> dict[str, str]:
     return out
 
 
-def guess_target(path: Path, cols: dict[str, str], options: ReadOptions) -> str:
+def guess_target(path: PurePath, cols: dict[str, str], options: ReadOptions) -> str:
     if options.target:
         if options.target not in STAGING:
             raise FormatError(f"--target {options.target!r}: expected one of {', '.join(STAGING)}")
@@ -125,7 +125,7 @@ def guess_target(path: Path, cols: dict[str, str], options: ReadOptions) -> str:
     )
 
 
-def check_required(path: Path, target: str, cols: dict[str, str], options: ReadOptions) -> None:
+def check_required(path: PurePath, target: str, cols: dict[str, str], options: ReadOptions) -> None:
     missing = [c for c in REQUIRED[target] if c not in cols and c not in options.defaults]
     if missing:
         raise FormatError(
@@ -165,7 +165,15 @@ def number_sql(expr: str) -> str:
     )
 
 
-def _select_list(target: str, cols: dict[str, str], options: ReadOptions, raw_sql: str) -> str:
+def staging_select(
+    target: str,
+    cols: dict[str, str],
+    options: ReadOptions,
+    raw_sql: str,
+    line_sql: str = "CAST(_ordinal + 2 AS BIGINT)",  # 0-based data row + 1 + the header line
+) -> str:
+    """The staging columns of ``target`` as SQL over a scan with typed-as-text columns ``cols``
+    (canonical -> column), defaults, the raw record ``raw_sql`` and the line ``line_sql``."""
     sel: dict[str, str] = {}
 
     def src(canon: str) -> str:
@@ -195,7 +203,7 @@ def _select_list(target: str, cols: dict[str, str], options: ReadOptions, raw_sq
             sel[name] = src(name)
         if name in _TYPED:
             sel[_TYPED[name]] = src(name)
-    sel["line"] = "CAST(_ordinal + 2 AS BIGINT)"  # 0-based data row + 1 + the header line
+    sel["line"] = line_sql
     sel["raw"] = raw_sql
     sel["error"] = "CAST(NULL AS VARCHAR)"
     return ", ".join(f"{v} AS {k}" for k, v in sel.items())
@@ -247,7 +255,7 @@ class CsvFormat(_DelimitedBase):
             "store_rejects=true, rejects_table='{rejects_table}', rejects_scan='{rejects_scan}', "
             "parallel=true)"
         )
-        sql = f"SELECT {_select_list(target, cols, options, raw_sql)} FROM {{scan}}"
+        sql = f"SELECT {staging_select(target, cols, options, raw_sql)} FROM {{scan}}"
         return [StagedSource(target=target, sql=sql, scan=scan, rejects=True)]
 
 
@@ -273,7 +281,7 @@ class ParquetFormat:
         fields = ", ".join(f"{_q(h)}: {_ident(h)}" for h in header)
         raw_sql = f"to_json({{{fields}}})"
         sql = (
-            f"SELECT {_select_list(target, cols, options, raw_sql)} FROM "
+            f"SELECT {staging_select(target, cols, options, raw_sql)} FROM "
             f"(SELECT *, file_row_number AS _ordinal "
             f"FROM read_parquet({_q(str(path))}, file_row_number=true))"
         )

@@ -19,9 +19,10 @@ Mapping choices:
   into a ``" > "`` path; the list is also in ``attributes.genres``.
 - A user's ``age_band`` is the ten-year band of the exact age (``25-34``; the exact age is in
   ``attributes.age``); ML-1M only gives bands, kept with its own labels (``45-49``, ``56+``).
-- A tag is free text a user attached to a movie: it becomes a ``reviews`` row with the tag as
-  ``text`` and no rating, so text features see it; it is *not* turned into an event, since a
-  tag is an annotation rather than a preference signal (the rating already is one).
+- A tag is free text a user attached to a movie: it becomes a ``tag`` event with the tag in
+  ``query``. It is not a review (no rating, no prose; a user often gives one movie several tags
+  at once, which review deduplication would collapse) and not an interaction: ``tag`` is an
+  annotation type that the interaction log leaves out unless asked for.
 """
 
 from __future__ import annotations
@@ -123,11 +124,13 @@ def _wrong_width(rec: Record, target: str, expected: str, n: int) -> dict[str, o
 
 
 def tag_row(rec: Record, user: str, item: str, tag: str, ts: str) -> dict[str, object]:
-    row = empty_row("reviews")
+    row = empty_row("events")
     row.update(
         user_id=text_or_none(user),
         item_id=text_or_none(item),
-        text=text_or_none(tag),
+        event_type="tag",
+        ts_ordinal=False,
+        query=text_or_none(tag),
         timestamp=parse_timestamp(ts),
         timestamp_raw=raw_text(ts),
         line=rec.line,
@@ -347,7 +350,7 @@ class MovieLensDat:
 
     _LAYOUTS: ClassVar[dict[str, tuple[str, int, str]]] = {
         "ratings.dat": ("events", 4, "UserID::MovieID::Rating::Timestamp"),
-        "tags.dat": ("reviews", 4, "UserID::MovieID::Tag::Timestamp"),
+        "tags.dat": ("events", 4, "UserID::MovieID::Tag::Timestamp"),
         "movies.dat": ("items", 3, "MovieID::Title::Genres"),
         "users.dat": ("users", 5, "UserID::Gender::Age::Occupation::Zip-code"),
     }
@@ -392,7 +395,7 @@ class MovieLensCsv:
 
     _HEADERS: ClassVar[dict[str, tuple[str, str]]] = {
         "userid,movieid,rating,timestamp": ("events", "ratings"),
-        "userid,movieid,tag,timestamp": ("reviews", "tags"),
+        "userid,movieid,tag,timestamp": ("events", "tags"),
         "movieid,title,genres": ("items", "movies"),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,27 +11,78 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import Auth, UserP
-from shopsight.serving.runtime import AUTH_ERRORS, RT, ReloadStatus, do_reload, jsonable, now_iso
+from shopsight.serving.routes.params import Auth, UserP, links
+from shopsight.serving.runtime import (
+    AUTH_ERRORS,
+    RT,
+    ReloadStatus,
+    Runtime,
+    do_reload,
+    jsonable,
+    now_iso,
+)
 
 router = APIRouter(tags=["admin"], dependencies=Auth, responses=AUTH_ERRORS)
 
 
-@router.post("/admin/reload", response_model=S.ReloadOut, status_code=202)
-def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
-    """Load a model folder in the background and swap it in atomically."""
-    body = body or S.ReloadIn()
-    target = Path(body.model_dir) if body.model_dir else rt.deployment.model_dir
+def _model_folder(rt: Runtime, given: str | None) -> Path:
+    """The folder a reload may load: below the models folder once links are followed."""
+    if not given:
+        return rt.deployment.model_dir
+    raw = Path(given)
+    if ".." in raw.parts:
+        raise HTTPException(
+            422, "model_dir: '..' is not allowed (a folder below the models folder)"
+        )
+    root = rt.models_root
     try:
-        is_model = (target / "config.json").is_file()
-    except (OSError, ValueError):  # a name too long, a NUL byte...
-        is_model = False
-    if not is_model:
-        raise HTTPException(404, f"model_dir: {str(target)[:200]} is not a trained model folder")
+        real = (raw if raw.is_absolute() else root / raw).resolve(strict=True)
+    except (OSError, ValueError, RuntimeError):  # missing, a loop, a NUL byte...
+        raise HTTPException(
+            404, f"model_dir: {given[:200]} is not a trained model folder"
+        ) from None
+    if not real.is_relative_to(root):
+        raise HTTPException(422, f"model_dir: {given[:200]} is outside the models folder")
+    if not (real / "config.json").is_file():
+        raise HTTPException(404, f"model_dir: {given[:200]} is not a trained model folder")
+    for folder, dirs, files in os.walk(real):  # no link inside may lead out of the root either
+        for name in dirs + files:
+            p = Path(folder) / name
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise HTTPException(
+                    422, f"model_dir: {given[:200]} links outside the models folder ({name})"
+                )
+    return real
+
+
+@router.post(
+    "/admin/reload",
+    response_model=S.ReloadOut,
+    status_code=202,
+    responses={
+        **links(202, status=("reload_status", {})),
+        200: {
+            "model": S.ReloadOut,
+            "description": "The reload finished (with `wait`).",
+            **links(200, status=("reload_status", {}))[200],
+        },
+    },
+)
+def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
+    """Load a model folder in the background and swap it in atomically.
+
+    ``model_dir`` is relative to the models folder (``serve --models-root``, default: the parent
+    of ``--model``); a path leading outside it, by ``..`` or by a link, is refused (422)."""
+    body = body or S.ReloadIn()
+    if rt.experiment is not None:
+        raise HTTPException(409, "an A/B test is running: restart `serve` with new --variant")
+    target = _model_folder(rt, body.model_dir)
     with rt.reload_lock:
         if rt.reload.state == "loading":
             raise HTTPException(409, "a reload is already running")
-        rt.reload = ReloadStatus(state="loading", model_dir=str(target), started_at=now_iso())
+        rt.reload = ReloadStatus(
+            state="loading", model_dir=rt.model_label(target), started_at=now_iso()
+        )
         thread = threading.Thread(
             target=do_reload, args=(rt, target), name="shopsight-reload", daemon=True
         )
@@ -48,10 +100,19 @@ def reload(rt: RT, body: Annotated[S.ReloadIn | None, Body()] = None) -> Any:
 
 @router.get("/admin/reload", response_model=S.ReloadOut)
 def reload_status(rt: RT) -> Any:
+    """State of the last reload (idle, loading, done, failed with its error)."""
     return rt.reload.to_dict()
 
 
-@router.post("/admin/forget/{user_id}")
+@router.post(
+    "/admin/forget/{user_id}",
+    response_model=S.ForgetOut,
+    responses=links(
+        again=("forget", {"user_id": "$request.path.user_id"}),
+        user=("recommend_user", {"user_id": "$request.path.user_id"}),
+        persona=("persona", {"user_id": "$request.path.user_id"}),
+    ),
+)
 def forget(rt: RT, user_id: UserP) -> dict[str, Any]:
     """Erase a user (``shopsight.privacy.forget.forget_user``) and drop their live state."""
     if rt.read_only:

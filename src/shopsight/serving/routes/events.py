@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import Auth
+from shopsight.serving.routes.params import Auth, links
 from shopsight.serving.runtime import AUTH_ERRORS, RT, fold_in
 from shopsight.serving.state import EventsRejected, ingest_events, stage_events
 
@@ -20,7 +20,14 @@ router = APIRouter(tags=["events"])
     "/events",
     response_model=S.EventsOut,
     dependencies=Auth,
-    responses={**AUTH_ERRORS, 422: {"model": S.EventsOut}},
+    responses={
+        **AUTH_ERRORS,
+        422: {"model": S.EventsOut},
+        **links(
+            user=("recommend_user", {"user_id": "$request.body#/user_id"}),
+            persona=("persona", {"user_id": "$request.body#/user_id"}),
+        ),
+    },
 )
 def events(
     rt: RT,

@@ -7,17 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException
 
-from shopsight.serving.routes.params import UserP
-from shopsight.serving.runtime import ERRORS, RT, jsonable
+from shopsight.serving import schemas as S
+from shopsight.serving.routes.params import ReadAuth, UserP
+from shopsight.serving.runtime import AUTH_ERRORS, RT, jsonable
 from shopsight.serving.state import PersonaBook
 
 log = logging.getLogger("shopsight.serving")
 
-router = APIRouter(tags=["personas"])
+router = APIRouter(tags=["personas"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/persona/{user_id}", responses=ERRORS)
+@router.get("/persona/{user_id}", response_model=S.PersonaOut)
 def persona(rt: RT, user_id: UserP) -> dict[str, Any]:
+    """One user's persona (segment, demographics, activity, affinities, price, rhythm, funnel,
+    RFM, propensity) from ``<model>/personas``, under their pseudonym; raw id or pseudonym in."""
     personas = rt.deployment.personas
     if personas is None:
         raise HTTPException(404, "no personas are deployed (build them into <model>/personas)")
@@ -27,8 +30,9 @@ def persona(rt: RT, user_id: UserP) -> dict[str, Any]:
     return jsonable(profile)  # type: ignore[no-any-return]
 
 
-@router.get("/segments", responses=ERRORS)
+@router.get("/segments", response_model=S.SegmentsOut)
 def segments(rt: RT) -> dict[str, Any]:
+    """The shop's segments (name, size, description, traits), largest first."""
     personas = rt.deployment.personas
     if personas is None:
         raise HTTPException(404, "no personas are deployed (build them into <model>/personas)")
@@ -36,7 +40,10 @@ def segments(rt: RT) -> dict[str, Any]:
 
 
 def mount_dashboard(app: FastAPI, personas: PersonaBook | None) -> None:
-    """The personas dashboard (HTML pages, not API operations: kept out of the schema)."""
+    """The personas dashboard (HTML pages, not API operations: kept out of the schema).
+
+    Like every route but ``/health`` it needs a token once one is configured (AuthMiddleware):
+    a browser signs in at ``/login`` and is sent back with a session cookie."""
     if personas is None:
         return
     try:

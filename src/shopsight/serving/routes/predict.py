@@ -6,14 +6,24 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from shopsight.serving import schemas as S
-from shopsight.serving.runtime import ERRORS, RT
+from shopsight.serving.routes.params import ReadAuth, links
+from shopsight.serving.runtime import AUTH_ERRORS, RT
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.post("/predict", response_model=S.PredictOut, responses=ERRORS)
+@router.post(
+    "/predict",
+    response_model=S.PredictOut,
+    responses=links(
+        user=("recommend_user", {"user_id": "$response.body#/predictions/0/user_id"}),
+        item=("similar", {"item_id": "$response.body#/predictions/0/item_id"}),
+    ),
+)
 def predict(rt: RT, body: S.PredictIn) -> S.PredictOut:
-    """Click / add-to-cart / purchase probabilities for user-item pairs."""
+    """Click / add-to-cart / purchase probabilities for user-item pairs (at most 1,000).
+
+    The pairs' features are read from the store under its lock; scoring runs without it."""
     dep = rt.deployment
     if dep.predictor is None:
         raise HTTPException(
@@ -22,8 +32,9 @@ def predict(rt: RT, body: S.PredictIn) -> S.PredictOut:
         )
     users = [p.user_id for p in body.pairs]
     items = [p.item_id for p in body.pairs]
-    with rt.store_lock:
-        out = dep.predictor.predict(rt.store, users, items)
+    with rt.store_lock:  # read under the lock, score outside it
+        prepared = dep.predictor.prepare(rt.store, users, items)
+    out = dep.predictor.predict_examples(prepared)
     cols = {}
     for key in ("click", "add_to_cart", "purchase"):
         arr = np.asarray(out[key], np.float64)

@@ -14,9 +14,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, UserP
+from shopsight.serving.routes.params import KQ, CategoryQ, PriceQ, ReadAuth, UserP, links
 from shopsight.serving.runtime import (
-    ERRORS,
+    AUTH_ERRORS,
     RT,
     Runtime,
     explain_ranked,
@@ -27,10 +27,18 @@ from shopsight.serving.runtime import (
 )
 from shopsight.serving.state import rank_session
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/recommend/{user_id}", response_model=S.Recommendation, responses=ERRORS)
+@router.get(
+    "/recommend/{user_id}",
+    response_model=S.Recommendation,
+    responses=links(
+        persona=("persona", {"user_id": "$response.body#/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/items/0/item_id"}),
+        forget=("forget", {"user_id": "$request.path.user_id"}),
+    ),
+)
 async def recommend_user(
     request: Request,
     user_id: UserP,
@@ -43,7 +51,7 @@ async def recommend_user(
     """Top-k for a user; filters are applied before top-k. Unknown users get the model's
     cold-start ranking (``source: fallback``); users with live events get fold-in."""
     rt = get_runtime(request)
-    dep = rt.deployment
+    dep = rt.deployment_for(user_id)
     allowed = dep.catalogue.allowed(category, price_max)
     if explain:
         return json_response(
@@ -52,7 +60,14 @@ async def recommend_user(
     return json_response(recommend_one(rt, dep, user_id, k, exclude_seen, allowed, False))
 
 
-@router.post("/recommend", response_model=S.RecommendBatchOut, responses=ERRORS)
+@router.post(
+    "/recommend",
+    response_model=S.RecommendBatchOut,
+    responses=links(
+        user=("recommend_user", {"user_id": "$response.body#/results/0/user_id"}),
+        similar=("similar", {"item_id": "$response.body#/results/0/items/0/item_id"}),
+    ),
+)
 def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
     """A batch of users, or one anonymous session (item ids seen so far, no user id)."""
     dep = rt.deployment
@@ -65,6 +80,7 @@ def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
         if body.explain:
             assert ranked.history is not None
             expl = explain_ranked(rt, dep, ranked, ranked.history)
+        rt.log_served("session", None, dep, ranked)
         rec = {
             "user_id": None,
             "source": ranked.source,
@@ -74,23 +90,28 @@ def recommend_batch(rt: RT, body: S.RecommendIn) -> Response:
         return json_response({"results": [rec]})
     assert body.user_ids is not None
     return json_response(
-        {
-            "results": [
-                recommend_one(rt, dep, u, body.k, body.exclude_seen, allowed, body.explain)
-                for u in body.user_ids
-            ]
-        }
+        {"results": [_recommend_variant(rt, u, body, dep, allowed) for u in body.user_ids]}
     )
+
+
+def _recommend_variant(
+    rt: Runtime, user_id: str, body: S.RecommendIn, dep: Any, allowed: Any
+) -> dict[str, Any]:
+    """One user of a batch, from their A/B variant's deployment when it is not ``dep``."""
+    mine = rt.deployment_for(user_id)
+    if mine is not dep:
+        dep, allowed = mine, mine.catalogue.allowed(body.category, body.price_max)
+    return recommend_one(rt, dep, user_id, body.k, body.exclude_seen, allowed, body.explain)
 
 
 class _RecommendQuery(BaseModel):
     """``GET /recommend/{user_id}``'s parameters, with the documented route's constraints."""
 
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=S.MAX_ID)
+    user_id: str = Field(min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     k: int = Field(10, ge=1, le=S.MAX_K)
     exclude_seen: bool = True
-    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID)
+    category: str | None = Field(None, min_length=1, max_length=S.MAX_ID, pattern=S.NO_CONTROL)
     price_max: float | None = Field(None, ge=0, le=1e12, allow_inf_nan=False)
     explain: bool = False
 
@@ -123,7 +144,7 @@ class _FastRecommend:
             await self.documented.handle(scope, receive, send)
             return
         rt: Runtime = scope["app"].state.runtime
-        dep = rt.deployment
+        dep = rt.deployment_for(q.user_id)
         allowed = dep.catalogue.allowed(q.category, q.price_max)
         body = recommend_one(rt, dep, q.user_id, q.k, q.exclude_seen, allowed, False)
         await json_response(body)(scope, receive, send)

@@ -8,14 +8,18 @@ import numpy as np
 from fastapi import APIRouter, HTTPException
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import KQ, ItemP
-from shopsight.serving.runtime import ERRORS, RT, items_out
+from shopsight.serving.routes.params import KQ, ItemP, ReadAuth, links
+from shopsight.serving.runtime import AUTH_ERRORS, RT, items_out
 from shopsight.serving.state import Ranked
 
-router = APIRouter(tags=["recommend"])
+router = APIRouter(tags=["recommend"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 
-@router.get("/similar/{item_id}", response_model=S.SimilarOut, responses=ERRORS)
+@router.get(
+    "/similar/{item_id}",
+    response_model=S.SimilarOut,
+    responses=links(next=("similar", {"item_id": "$response.body#/items/0/item_id"})),
+)
 def similar(
     rt: RT,
     item_id: ItemP,
@@ -39,6 +43,7 @@ def similar(
             ) from None
         ok = np.isfinite(vals[0])
         ranked = Ranked(idx[0][ok], vals[0][ok], "model")
+        rt.log_served("similar", None, dep, ranked)
         return S.SimilarOut.model_validate(
             {
                 "item_id": item_id,
@@ -64,6 +69,14 @@ def similar(
         found = content.similar(item_id, modality, k)
     except LookupError as exc:
         raise HTTPException(409, f"modality {modality}: {exc}") from None
+    ids = np.array([f["item_id"] for f in found], dtype=object)
+    rt.log_served(
+        "similar",
+        None,
+        dep,
+        Ranked(np.arange(len(ids)), np.zeros(len(ids), np.float32), modality),
+        ids,
+    )
     cat = dep.catalogue
     items = []
     for f in found:
