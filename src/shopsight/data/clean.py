@@ -833,6 +833,17 @@ def load_report(store: Store) -> CleanReport | None:
     )
 
 
+def preferred_table(store: Store, name: str) -> str | None:
+    """``<name>_clean`` when it has rows, else ``name`` when it has rows; else whichever exists
+    (the clean one first), None when neither does."""
+    for t in (f"{name}_clean", name):
+        if store.has_table(t) and store.count(t) > 0:
+            return t
+    if store.has_table(f"{name}_clean"):
+        return f"{name}_clean"
+    return name if store.has_table(name) else None
+
+
 def has_clean_tables(store: Store) -> bool:
     """True when every data table has a cleaned copy."""
     return all(store.has_table(clean_name(t)) for t in schema.DATA_TABLES)
@@ -851,4 +862,5 @@ __all__ = [
     "has_clean_tables",
     "ingest_order_sql",
     "load_report",
+    "preferred_table",
 ]
