@@ -150,11 +150,14 @@ def test_forget_purges_feature_cache_and_model_folder(raw_store: Path, tmp_path:
 
     assert report["cache_vectors_removed"] == 1  # the private query only; the shared one stays
     assert FeatureCache(cache_dir).size(enc) == 2
-    assert uid.encode() not in _all_bytes(cache_dir)
     assert pq.read_table(cache_dir / "users.parquet").column("user_id").to_pylist() == [other]
-    assert not (cache_dir / "blob.bin").exists()
+    # A file naming the id outside any user field is never deleted: left and reported.
+    assert (cache_dir / "blob.bin").read_bytes() == b"\x00\x01" + uid.encode() + b"\x02"
+    assert report["unhandled"] == [str(cache_dir / "blob.bin")]
+    (cache_dir / "blob.bin").unlink()
+    assert uid.encode() not in _all_bytes(cache_dir)
     actions = {Path(f["path"]).name: f["action"] for f in report["files"]}
-    assert actions["model"] == "folded_out" and actions["blob.bin"] == "deleted"
+    assert actions["model"] == "folded_out" and actions["blob.bin"] == "unhandled"
     # The model: the user is a cold user now, their state zeroed; everyone else unchanged.
     assert uid.encode() not in _all_bytes(model_dir)
     after = load_artifact(model_dir)

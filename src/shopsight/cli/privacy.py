@@ -60,15 +60,24 @@ def forget(
         report = forget_users(st, user, feature_cache=cache, extra_paths=list(path or []))
     emit(report, as_json)
     if not as_json:
-        err.print(
-            f"forgot {report['users']} user(s): {report['rows_removed']:,} rows in "
-            f"{len(report['tables'])} tables, {len(report['files'])} files; "
-            f"audit request {report['request_id']}"
-        )
+        if not report["found"]:
+            err.print(
+                f"nothing found for {len(user)} id(s) (unknown or already forgotten); "
+                f"audit request {report['request_id']}"
+            )
+        else:
+            err.print(
+                f"forgot {report['users']} user(s): {report['rows_removed']:,} rows in "
+                f"{len(report['tables'])} tables, {len(report['files'])} files; "
+                f"audit request {report['request_id']}"
+            )
         for t, n in report["tables"].items():
             err.print(f"  {t}: {n:,}")
         for f in report["files"]:
-            err.print(f"  {f['action']}: {f['path']}")
+            if f["action"] != "unhandled":
+                err.print(f"  {f['action']}: {f['path']}")
+        for p in report["unhandled"]:
+            err.print(f"[yellow]left as is (names the id outside any user field):[/yellow] {p}")
         if report["residual"]:
             err.print(f"[red]still naming the user:[/red] {report['residual']}")
 
@@ -128,13 +137,21 @@ def export(
     raw_ids: Annotated[
         bool, typer.Option("--raw-ids", help="Export user ids as stored (no pseudonyms).")
     ] = False,
+    include_text: Annotated[
+        bool,
+        typer.Option(
+            "--include-text",
+            help="Keep raw-record text (raw, reason, detail) with raw ids replaced by pseudonyms.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a table with user ids pseudonymised (the default for everything leaving the store)."""
+    """Export a table with user ids pseudonymised, keys that cannot be replayed, and raw text
+    left out (the default for everything leaving the store)."""
     from shopsight.privacy.exports import export_table
 
     with Store(store, read_only=True) as st:
-        result = export_table(st, table, out, raw_ids=raw_ids)
+        result = export_table(st, table, out, raw_ids=raw_ids, include_text=include_text)
     emit(result, as_json)
     if not as_json:
         err.print(f"wrote {result['rows']:,} rows of {table} to {out}")

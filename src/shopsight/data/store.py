@@ -94,15 +94,14 @@ class Store:
 
     def _check_key_function(self) -> None:
         """Content keys use DuckDB's ``hash``, which a DuckDB upgrade may change: rekey then."""
-        from shopsight.data.keys import KEY_FUNCTION, rekey_sql
+        from shopsight.data.keys import KEY_FUNCTION, rekey_store
 
         current = self.get_meta("key_function")
         if current == KEY_FUNCTION:
             return
         if current is not None:
             with self.transaction():
-                for table in schema.DATA_TABLES:
-                    self.conn.execute(rekey_sql(table))
+                rekey_store(self.conn)
         self.set_meta("key_function", KEY_FUNCTION)
 
     # -- context management -------------------------------------------------------------

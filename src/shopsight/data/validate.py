@@ -7,6 +7,7 @@ returns the *first* problem found, as a short reason naming the field and what w
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,30 @@ def _q(s: str) -> str:
 def _blank(col: str) -> str:
     # trim() only runs on values that start with a space: the common case stays cheap.
     return f"({col} IS NULL OR {col} = '' OR (starts_with({col}, ' ') AND trim({col}) = ''))"
+
+
+# Control characters (NUL included) in an id: never a real id, and they break logs, paths and
+# terminals downstream (an id is echoed in reports and URLs).
+_CONTROL_RE = r"[\x00-\x1f\x7f]"
+_CONTROL = re.compile(_CONTROL_RE)
+
+
+def _control_sql(col: str) -> str:
+    return (
+        f"WHEN regexp_matches({col}, '{_CONTROL_RE}') "
+        f"THEN '{col}: control character in id (not allowed)'"
+    )
+
+
+def control_reason(
+    row: dict[str, Any], cols: tuple[str, ...] = ("user_id", "item_id")
+) -> str | None:
+    """Python twin of the control-character rule of the reason SQL."""
+    for c in cols:
+        v = row.get(c)
+        if isinstance(v, str) and _CONTROL.search(v):
+            return f"{c}: control character in id (not allowed)"
+    return None
 
 
 def trimmed_id_sql(col: str) -> str:
@@ -79,6 +104,8 @@ def event_reason_sql(now_sql: str, lo: float, hi: float) -> str:
     return f"""CASE
   WHEN error IS NOT NULL THEN error
   WHEN {_blank("user_id")} THEN 'user_id: missing'
+  {_control_sql("user_id")}
+  {_control_sql("item_id")}
   WHEN {_blank(et)} THEN 'event_type: missing (expected one of {_EXPECTED_TYPES})'
   WHEN {et} NOT IN ({known}) THEN 'event_type: unknown ' || {_sql_str(et)} || ' (expected one of {_EXPECTED_TYPES})'
   WHEN {_blank("item_id")} AND {et} NOT IN ({itemless}) THEN 'item_id: missing for a ' || {et} || ' event'
@@ -111,6 +138,8 @@ def event_reason(
         return str(row["error"])
     if blank("user_id"):
         return "user_id: missing"
+    if (bad := control_reason(row)) is not None:
+        return bad
     if blank("event_type"):
         return f"event_type: missing (expected one of {_EXPECTED_TYPES})"
     if et not in EVENT_TYPES:
@@ -162,6 +191,8 @@ def review_reason_sql(now_sql: str, lo: float, hi: float) -> str:
   WHEN error IS NOT NULL THEN error
   WHEN {_blank("user_id")} THEN 'user_id: missing'
   WHEN {_blank("item_id")} THEN 'item_id: missing'
+  {_control_sql("user_id")}
+  {_control_sql("item_id")}
   WHEN rating IS NULL AND NOT {_blank("rating_raw")} THEN 'rating: not a number ' || {_sql_str("rating_raw")}
   WHEN isnan(rating) OR isinf(rating) THEN 'rating: not a finite number'
   WHEN rating < {lo} OR rating > {hi} THEN 'rating: ' || CAST(rating AS VARCHAR) || ' out of range [{lo:g}, {hi:g}]'
@@ -177,6 +208,7 @@ def user_reason_sql(now_sql: str) -> str:
     return f"""CASE
   WHEN error IS NOT NULL THEN error
   WHEN {_blank("user_id")} THEN 'user_id: missing'
+  {_control_sql("user_id")}
   WHEN signup_date > {now_sql} THEN 'signup_date: in the future'
   WHEN attributes IS NOT NULL AND NOT json_valid(attributes) THEN 'attributes: not a JSON object'
   ELSE NULL END"""

@@ -14,13 +14,14 @@ cached: an image that appears later is picked up by the next run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,13 @@ class FeatureCache:
         return len(lookup)
 
     # -- writing ------------------------------------------------------------------------
-    def _write_shard(self, directory: Path, keys: list[bytes], vectors: np.ndarray) -> None:
+    def _write_shard(
+        self,
+        directory: Path,
+        keys: list[bytes],
+        vectors: np.ndarray,
+        encoder: Encoder | None = None,
+    ) -> None:
         from safetensors.numpy import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
@@ -133,7 +140,11 @@ class FeatureCache:
             save_file(
                 {"keys": np.ascontiguousarray(key_arr), "vectors": np.ascontiguousarray(vectors)},
                 tmp,
-                metadata={"created": str(time.time())},
+                metadata={
+                    "created": str(time.time()),
+                    # what the keys were made with: lets forget() rebuild a key from content
+                    **({"encoder": encoder.name, "version": encoder.version} if encoder else {}),
+                },
             )
             os.replace(tmp, directory / name)
         finally:
@@ -148,10 +159,73 @@ class FeatureCache:
         lookup, matrix = self._load(directory, encoder.dim)
         keys = list(lookup)
         rows = np.fromiter(lookup.values(), dtype=np.int64, count=len(keys))
-        self._write_shard(directory, keys, matrix[rows])
+        self._write_shard(directory, keys, matrix[rows], encoder)
         for name in old:
             (directory / name).unlink(missing_ok=True)
         return len(keys)
+
+    def _identity(self, directory: Path) -> set[tuple[str, str]]:
+        """The (encoder name, version) pairs a folder's keys were made with: from the shards'
+        metadata, and the folder names (equal to them unless they needed escaping)."""
+        from safetensors import safe_open
+
+        found = {(directory.parent.name, directory.name)}
+        for name in self._shards(directory):
+            with contextlib.suppress(Exception):
+                with safe_open(str(directory / name), framework="numpy") as fh:
+                    meta = fh.metadata() or {}
+                if "encoder" in meta and "version" in meta:
+                    found.add((meta["encoder"], meta["version"]))
+        return found
+
+    def forget(self, contents: Iterable[bytes]) -> int:
+        """Remove the vectors of these inputs' content bytes (e.g. texts a forgotten user
+        wrote), under every encoder and version; returns how many were removed.
+
+        Each shard holding one is rewritten without it (kept, if empty, as an empty shard:
+        never deleted), to a temporary file renamed over it, with its mode.
+        """
+        from safetensors.numpy import load_file, save_file
+
+        wanted = set(contents)
+        removed = 0
+        if not wanted or not self.root.is_dir():
+            return 0
+        for directory in sorted({p.parent for p in self.root.rglob("shard-*.safetensors")}):
+            keys: set[bytes] = set()
+            for name, version in self._identity(directory):
+                for c in wanted:
+                    h = hashlib.sha256()
+                    for part in (name.encode(), version.encode()):
+                        h.update(len(part).to_bytes(4, "little"))
+                        h.update(part)
+                    h.update(c)
+                    keys.add(h.digest())
+            for shard in (directory / n for n in self._shards(directory)):
+                data = load_file(str(shard))
+                hit = np.array([k.tobytes() in keys for k in data["keys"]], dtype=bool)
+                if not hit.any():
+                    continue
+                removed += int(hit.sum())
+                mode = shard.stat().st_mode & 0o7777
+                fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+                os.close(fd)
+                try:
+                    kept = {k: np.ascontiguousarray(v[~hit]) for k, v in data.items()}
+                    save_file(kept, tmp, metadata=self._metadata(shard))
+                    os.chmod(tmp, mode)
+                    os.replace(tmp, shard)
+                finally:
+                    Path(tmp).unlink(missing_ok=True)
+            self._index.pop(directory, None)
+        return removed
+
+    @staticmethod
+    def _metadata(shard: Path) -> dict[str, str]:
+        from safetensors import safe_open
+
+        with safe_open(str(shard), framework="numpy") as fh:
+            return dict(fh.metadata() or {})
 
     # -- the one call most code needs ---------------------------------------------------
     def encode(self, encoder: Encoder, inputs: Sequence[Any]) -> CachedEncoded:
@@ -216,7 +290,9 @@ class FeatureCache:
                     vectors[i] = result.vectors[r]
                     mask[i] = True
             if new_keys:
-                self._write_shard(directory, new_keys, np.stack(new_vecs).astype(np.float32))
+                self._write_shard(
+                    directory, new_keys, np.stack(new_vecs).astype(np.float32), encoder
+                )
         stats["encoded"] = int(mask.sum())
         return CachedEncoded(
             vectors, mask, stats=stats, issues=issues, computed=computed, reused=reused

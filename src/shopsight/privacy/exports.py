@@ -24,6 +24,7 @@ from shopsight.privacy.pseudonym import (
     META_KEY,
     Pseudonymizer,
     PseudonymKeyError,
+    is_pseudonym,
     mark_store_pseudonymized,
 )
 
@@ -82,6 +83,13 @@ def pseudonymize_records(
     return [walk(r) for r in records]
 
 
+# Columns holding text copied from raw records or describing them (quarantined lines, the
+# reasons quoting their values, cleaning-log examples): left out of exports unless asked for.
+_TEXT_COLUMN = re.compile(r"^(raw|.*_raw|reason|detail)$")
+# Content keys hashed over the user id (items' keys are not): see shopsight.data.keys.
+_USER_KEYS = ("event_key", "review_key", "user_key")
+
+
 def export_table(
     store: Store,
     table: str,
@@ -89,36 +97,111 @@ def export_table(
     *,
     pseudonymizer: Pseudonymizer | None = None,
     raw_ids: bool = False,
+    include_text: bool = False,
 ) -> dict[str, Any]:
-    """Write ``table`` to ``path`` (``.parquet`` or ``.csv``), user ids pseudonymised.
+    """Write ``table`` to ``path`` (``.parquet`` or ``.csv``) with nothing that gives back a
+    raw user id without the key:
 
-    ``raw_ids=True`` exports ids as stored (a pseudonymised store holds pseudonyms anyway).
+    - user-id columns hold pseudonyms;
+    - content keys hashed over the user id (``event_key``, ``review_key``, ``user_key``) are
+      re-keyed with a keyed hash unless the store's keys are already over pseudonyms (equal
+      keys stay equal, so the export's tables still join);
+    - raw-record text (``raw``, ``*_raw``, ``reason``, ``detail``) is left out, or with
+      ``include_text`` kept with every known raw id replaced by its pseudonym.
+
+    ``raw_ids=True`` exports the table as stored (a pseudonymised store holds pseudonyms anyway).
     """
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from shopsight.privacy.pseudonym import keys_are_pseudonymised
+
     if not store.has_table(table):
         raise StoreError(f"{store.path}: no table {table!r}")
+    out = Path(path)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise InputError(f"{out}: export format must be .parquet or .csv")
     data = store.table(table)
     cols = user_columns(data.column_names)
     done = store.get_meta(META_KEY) is not None
-    if cols and not raw_ids and not done:
-        data = pseudonymize_table(data, pseudonymizer or Pseudonymizer(), cols)
-    out = Path(path)
+    rekeyed: list[str] = []
+    text_cols = [c for c in data.column_names if _TEXT_COLUMN.match(c)]
+    dropped: list[str] = []
+    if not raw_ids:
+        pz = pseudonymizer
+        if cols and not done:
+            pz = pz or Pseudonymizer()
+            data = pseudonymize_table(data, pz, cols)
+        if not keys_are_pseudonymised(store):
+            for c in (c for c in _USER_KEYS if c in data.column_names):
+                pz = pz or Pseudonymizer()
+                new = pz.keyed_u64(data.column(c).to_pylist(), f"export:{c}")
+                data = data.set_column(
+                    data.column_names.index(c), c, pa.array(new, data.schema.field(c).type)
+                )
+                rekeyed.append(c)
+        if text_cols and not include_text:
+            data = data.drop_columns(text_cols)
+            dropped = text_cols
+        elif text_cols and not done:
+            pz = pz or Pseudonymizer()
+            data = _redact_arrow_text(data, text_cols, _known_raw_ids(store), pz)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         pacsv.write_csv(data, out)
-    elif out.suffix.lower() == ".parquet":
-        pq.write_table(data, out)
     else:
-        raise InputError(f"{out}: export format must be .parquet or .csv")
+        pq.write_table(data, out)
     return {
         "table": table,
         "path": str(out),
         "rows": data.num_rows,
         "user_columns": cols,
         "pseudonymized": bool(cols) and (done or not raw_ids),
+        "keys_rekeyed": rekeyed,
+        "text_columns_left_out": dropped,
     }
+
+
+def _known_raw_ids(store: Store) -> set[str]:
+    known: set[str] = set()
+    for t in ("events", "reviews", "users"):
+        if store.has_table(t):
+            rows = store.conn.execute(f'SELECT DISTINCT user_id FROM "{t}"').fetchall()
+            known.update(str(r[0]) for r in rows if r[0] and not is_pseudonym(str(r[0])))
+    return known
+
+
+def _id_replacer(known: set[str], pz: Pseudonymizer) -> Any:
+    """A function replacing every known raw id (as a whole token, or as the value under a user
+    key in JSON text) by its pseudonym."""
+    if not known:
+        return lambda v: v
+    alternation = "|".join(re.escape(k) for k in sorted(known, key=len, reverse=True))
+    token = re.compile(rf"(?<![A-Za-z0-9_\-])({alternation})(?![A-Za-z0-9_\-])")
+
+    def replace(value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value[:1] in "{[":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None:
+                value = json.dumps(pseudonymize_records([{"_": parsed}], pz)[0]["_"])
+        return token.sub(lambda m: pz(m.group(1)), value)
+
+    return replace
+
+
+def _redact_arrow_text(
+    data: pa.Table, columns: Sequence[str], known: set[str], pz: Pseudonymizer
+) -> pa.Table:
+    replace = _id_replacer(known, pz)
+    for c in columns:
+        new = pa.array([replace(v) for v in data.column(c).to_pylist()], pa.string())
+        data = data.set_column(data.column_names.index(c), c, new)
+    return data
 
 
 def pseudonymize_store(store: Store, pseudonymizer: Pseudonymizer) -> dict[str, Any]:
@@ -131,6 +214,7 @@ def pseudonymize_store(store: Store, pseudonymizer: Pseudonymizer) -> dict[str, 
     """
     from duckdb.func import ARROW, SPECIAL
 
+    from shopsight.data.keys import rekey_store
     from shopsight.privacy.forget import _column_roles, _q, _tables, rewrite_store
 
     if store.read_only:
@@ -172,13 +256,18 @@ def pseudonymize_store(store: Store, pseudonymizer: Pseudonymizer) -> dict[str, 
                 n += _redact_text_columns(store, name, token_cols, other, known, pseudonymizer)
                 if n:
                     changed[tab] = n
-            mark_store_pseudonymized(store, pseudonymizer)
+            # Keys hashed over raw ids would give the ids back to anyone hashing candidates:
+            # recompute them over the pseudonyms, as an ingest into this store now computes them
+            # (so re-ingesting the original file still finds every row already stored).
+            rekeyed = rekey_store(conn, ("events", "reviews", "users"))
+            mark_store_pseudonymized(store, pseudonymizer, rekeyed=True)
     finally:
         conn.remove_function(fn)
     size = rewrite_store(store)
     return {
         "tables": changed,
         "rows_changed": sum(changed.values()),
+        "keys_recomputed": rekeyed,
         "key_id": pseudonymizer.key_id,
         "store_bytes": size,
     }

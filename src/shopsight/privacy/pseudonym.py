@@ -33,6 +33,7 @@ __all__ = [
     "Pseudonymizer",
     "default_key_path",
     "is_pseudonym",
+    "keys_are_pseudonymised",
     "load_key",
     "mark_store_pseudonymized",
     "redact_id",
@@ -115,6 +116,21 @@ class Pseudonymizer:
         wanted = set(pseudonyms)
         return {p: raw for raw in candidates if (p := self.pseudonymize(raw)) in wanted}
 
+    def keyed_u64(self, values: Iterable[int | None], context: str) -> list[int | None]:
+        """A keyed 64-bit hash of each value (None stays None): stable under one key, equal
+        inputs map to equal outputs (joins survive), and it cannot be recomputed without the key.
+        Used to re-key content keys that were hashed over raw ids before they leave the store."""
+        person = hashlib.sha256(context.encode()).digest()[:16]
+        key = hashlib.sha256(self._key).digest()
+        out: list[int | None] = []
+        for v in values:
+            if v is None:
+                out.append(None)
+                continue
+            h = hashlib.blake2b(int(v).to_bytes(8, "little"), digest_size=8, key=key, person=person)
+            out.append(int.from_bytes(h.digest(), "little"))
+        return out
+
     @property
     def key_id(self) -> str:
         """A public fingerprint of the key: tells keys apart, reveals nothing about ids."""
@@ -123,6 +139,9 @@ class Pseudonymizer:
 
 _KEY_CHECK = b"shopsight-pseudonym-key-check"
 META_KEY = "pseudonym_key_id"
+# Set once the store's content keys are computed over pseudonyms (ingest with a pseudonymiser,
+# or a conversion that rekeyed): a store converted before keys were rekeyed lacks it.
+KEYS_META = "content_keys_pseudonymised"
 
 
 def store_pseudonymizer(
@@ -154,8 +173,22 @@ def store_pseudonymizer(
     return pz
 
 
-def mark_store_pseudonymized(store: Store, pseudonymizer: Pseudonymizer) -> None:
+def mark_store_pseudonymized(
+    store: Store, pseudonymizer: Pseudonymizer, *, rekeyed: bool = False
+) -> None:
+    """Record the key's fingerprint. A store marked for the first time (by an ingest: its rows
+    are keyed over pseudonyms) or just ``rekeyed`` (a conversion) also records that no content
+    key is a hash of a raw id; an old conversion that kept raw-id keys stays unmarked for that
+    until converted again."""
+    fresh = store.get_meta(META_KEY) is None
     store.set_meta(META_KEY, pseudonymizer.key_id)
+    if fresh or rekeyed:
+        store.set_meta(KEYS_META, "1")
+
+
+def keys_are_pseudonymised(store: Store) -> bool:
+    """Whether no content key of ``store`` is a hash over a raw user id."""
+    return store.get_meta(META_KEY) is not None and store.get_meta(KEYS_META) == "1"
 
 
 def _holds_user_rows(store: Store) -> bool:

@@ -114,6 +114,8 @@ class Runtime:
 
         ``ranked.items`` index ``item_ids`` (default: the model's item ids)."""
         if self.impressions is not None:
+            if user_key is not None and self.live.is_forgotten(user_key):
+                user_key = None  # forgotten in this process: served, but not linked to them
             variant = None if self.experiment is None else self.experiment.name_of(dep)
             self.impressions.add(
                 surface,

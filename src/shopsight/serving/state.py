@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -455,20 +456,23 @@ def ingest_events(store: Store, rows: list[dict[str, object]]) -> tuple[int, int
     The request's records are written as a JSON-lines file and ingested with
     :func:`shopsight.data.ingest.ingest_file`: the same parsing, SQL validation, content keys,
     deduplication, quarantine, pseudonymisation and one transaction, with the file (named
-    ``live-events-...jsonl``) as the lineage source. The file is removed afterwards.
+    ``live-events-...jsonl``) as the lineage source. The file is removed afterwards. It waits
+    in the store's private spool (``<store>.spool``, 0700; the file 0600), where ``forget``
+    looks too, should a kill leave it behind.
     """
-    import tempfile
     import uuid
 
     from shopsight.data.formats import ReadOptions
     from shopsight.data.ingest import ingest_file
+    from shopsight.data.spool import spool_dir
 
-    folder = Path(tempfile.gettempdir()) / "shopsight-live-events"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = spool_dir(store.path)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = folder / f"live-events-{stamp}-{uuid.uuid4().hex[:8]}.jsonl"
     try:
-        path.write_text("".join(str(r["raw"]) + "\n" for r in rows), encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("".join(str(r["raw"]) + "\n" for r in rows))
         report = ingest_file(store, path, format="jsonl", options=ReadOptions(target="events"))
     finally:
         path.unlink(missing_ok=True)

@@ -118,20 +118,28 @@ def forget(rt: RT, user_id: UserP) -> dict[str, Any]:
     if rt.read_only:
         raise HTTPException(409, "the store is open read-only: cannot forget users")
     fn = rt.forget_fn
-    if fn is None:
-        try:
-            from shopsight.privacy.forget import forget_user  # type: ignore[import-not-found]
-        except ImportError:
-            raise HTTPException(
-                501, "forget is not available: shopsight.privacy.forget is missing"
-            ) from None
-        fn = forget_user
-    from shopsight.features.pipeline import features_dir
-
+    if rt.impressions is not None:
+        rt.impressions.flush()  # lists already served to them are in the store before it is
     try:
         with rt.store_lock:
-            report = fn(rt.store, user_id, feature_cache=features_dir(rt.store_path))
+            if fn is not None:  # a replacement (tests)
+                from shopsight.features.pipeline import features_dir
+
+                report = fn(rt.store, user_id, feature_cache=features_dir(rt.store_path))
+            else:
+                from shopsight.privacy.forget import forget_served
+
+                # Store, feature cache, spool and the served model folder (personas included),
+                # persisted: a restart does not bring the user back.
+                dirs = [rt.deployment.model_dir]
+                if rt.experiment is not None:  # every A/B variant's folder too
+                    dirs += [d.model_dir for d in rt.experiment.deployments.values()]
+                report = forget_served(rt.store, user_id, store_path=rt.store_path, model_dirs=dirs)
     except ValueError as exc:
         raise HTTPException(409, f"cannot forget {user_id!r}: {exc}") from None
     dropped = rt.live.forget(rt.user_key(user_id))
+    if fn is None and rt.experiment is None:
+        # Serve the folded-out model and personas now (variants: the live-state mark above
+        # keeps the user off their vectors until restart, which reads the folded-out folders).
+        do_reload(rt, rt.deployment.model_dir)
     return {"forgotten": True, "live_state_dropped": dropped, "report": jsonable(report)}
