@@ -12,9 +12,9 @@ import pytest
 
 from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
 from shopsight.data.synthetic import ShopConfig, ShopFiles, generate_shop
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 KEY_HEX = "5f" * 32
 KEY = bytes.fromhex(KEY_HEX)

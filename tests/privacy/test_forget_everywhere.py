@@ -40,6 +40,7 @@ from safetensors import safe_open
 from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
 from shopsight.features.base import Encoded
 from shopsight.features.cache import FeatureCache
@@ -50,7 +51,6 @@ from shopsight.personas.core import Personas, build_personas
 from shopsight.personas.report import write_report
 from shopsight.privacy import forget as forget_mod
 from shopsight.privacy.forget import forget_user, journal_dir
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 TOKEN = "t" * 32
 USER_FIELD = re.compile(

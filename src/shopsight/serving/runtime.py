@@ -143,7 +143,7 @@ class Runtime:
         """The id the store and model know a user by (its pseudonym in a pseudonymised store)."""
         if self.pseudonymizer is None:
             return user_id
-        from shopsight.privacy.pseudonym import is_pseudonym
+        from shopsight.data.pseudonym import is_pseudonym
 
         return user_id if is_pseudonym(user_id) else self.pseudonymizer(user_id)
 
@@ -320,7 +320,7 @@ def do_reload(rt: Runtime, target: Path) -> None:
 def store_pseudonymizer(store: Store) -> Callable[[str], str] | None:
     """A pseudonymised store's id mapping (raw ids in requests; pseudonyms stored)."""
     try:
-        from shopsight.privacy.pseudonym import store_pseudonymizer as make
+        from shopsight.data.pseudonym import store_pseudonymizer as make
     except ImportError:
         return None
     try:
