@@ -13,14 +13,11 @@ no interactions) and all training rows of a few users are dropped (cold users: k
 history). Each model is fitted once on that training set (cached per module) with the small
 test-size hyper-parameters of ``TEST_PARAMS``; the determinism test fits a second time.
 
-A model whose module cannot be imported fails here (no silent skip). The three models another
-engineer is writing are skipped with "not yet implemented" only while their module file does
-not exist at all.
+A model whose module cannot be imported fails here (no silent skip).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +26,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shopsight.data.clean import clean_store
 from shopsight.data.dataset import Dataset
-from shopsight.data.ingest import ingest_files
 from shopsight.data.split import Split
 from shopsight.data.store import Store
-from shopsight.data.synthetic import ShopConfig, generate_shop
+from shopsight.data.synthetic import ShopConfig
 from shopsight.models.base import NotFittedError, Recommender
 from shopsight.models.registry import BUILTIN, available_models, create_model, get_model_class
 
@@ -68,8 +63,6 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
 }
 # Common keys every model gets when it accepts them.
 COMMON = {"seed": 0}
-# Models owned by another engineer: skipped only while their module file does not exist.
-PENDING = {"vbpr", "freedom", "sasrec"}
 
 # "Beats popularity by a clear margin": both ratios at least this, on the hold-out.
 MARGIN = 2.0
@@ -99,11 +92,9 @@ def user_temporal_split(ds: Dataset, train_fraction: float = 0.8) -> Split:
 class Shop:
     """The fixture data: full dataset, training set with cold items/users, hold-out."""
 
-    def __init__(self, root: Path) -> None:
-        files = generate_shop(root / "files", ShopConfig.small(seed=3))
-        with Store(root / "shop.duckdb") as store:
-            ingest_files(store, files.data_files())
-            clean_store(store)
+    def __init__(self, root: Path, build_shop: Any) -> None:
+        built = build_shop(root, ShopConfig.small(seed=3))
+        with Store(built.store, read_only=True) as store:
             self.full = Dataset.from_store(store)
         split = user_temporal_split(self.full)
         train_rows = split.train
@@ -121,8 +112,8 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    return Shop(tmp_path_factory.mktemp("contract"))
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
+    return Shop(tmp_path_factory.mktemp("contract"), build_shop)
 
 
 # Two shared cores: torch's and BLAS's thread pools only spin against other processes.
@@ -133,8 +124,6 @@ _FITTED: dict[str, Recommender] = {}
 
 
 def model_class(name: str) -> type[Recommender]:
-    if name in PENDING and importlib.util.find_spec(BUILTIN[name]) is None:
-        pytest.skip(f"{name}: not yet implemented ({BUILTIN[name]} does not exist)")
     return get_model_class(name)  # an import error here is a failure, on purpose
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -322,10 +322,6 @@ class Recommender(ABC):
         state = {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
         model._load_state(state, config.get("meta", {}))
         return model
-
-
-def as_index_array(values: Sequence[int] | npt.ArrayLike) -> IntArray:
-    return np.atleast_1d(np.asarray(values, dtype=np.int64))
 
 
 def _all_subclasses(klass: type) -> list[type[Recommender]]:

@@ -319,10 +319,8 @@ def do_reload(rt: Runtime, target: Path) -> None:
 
 def store_pseudonymizer(store: Store) -> Callable[[str], str] | None:
     """A pseudonymised store's id mapping (raw ids in requests; pseudonyms stored)."""
-    try:
-        from shopsight.data.pseudonym import store_pseudonymizer as make
-    except ImportError:
-        return None
+    from shopsight.data.pseudonym import store_pseudonymizer as make
+
     try:
         pz = make(store)
     except ValueError as exc:  # pseudonymised, but its key is not set here

@@ -391,25 +391,6 @@ def load_user_history(store: Store, user_id: str) -> LiveUser:
 
 
 # ------------------------------------------------------------------------------ events
-@dataclass
-class EventsResult:
-    received: int
-    stored: int
-    duplicates: int
-    quarantined: int
-    rejected: list[dict[str, Any]]
-    users: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "quarantined": self.quarantined,
-            "rejected": self.rejected,
-        }
-
-
 def _trim_id(value: object) -> str | None:
     if value is None:
         return None
