@@ -67,6 +67,9 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     #: True when the model can score items with no interactions (from their content features).
     handles_cold_items: ClassVar[bool] = False
+    #: What the model learns from: "implicit" (the weighted interactions) or "explicit" (the
+    #: ratings, ``dataset.ratings``).
+    learns_from: ClassVar[str] = "implicit"
 
     # -- scikit-learn style parameters ---------------------------------------------------
     @classmethod

@@ -31,6 +31,8 @@ BUILTIN: dict[str, str] = {
     "dp_bpr": "shopsight.models.dp",
     "dp": "shopsight.models.dp_ease",
     "quantized": "shopsight.models.quantize",
+    "biasedmf": "shopsight.models.rating",
+    "bayesmf": "shopsight.models.rating",
 }
 
 
