@@ -165,7 +165,7 @@ def test_model_records_the_budget_and_serves_cold_users_privately(
     assert p["delta"] == pytest.approx(1 / (10 * 400), rel=0.05)  # every user has a history
     assert p["releases"]["item_counts"]["budget_share"] == 0.1
     # cold users get the noisy counts, not the exact ones, and the exact ones are not kept
-    exact = np.asarray(feedback_counts(ds, 16)).ravel()
+    exact = np.asarray(exact_counts(ds)).ravel()
     cold = model.score([-1])[0]
     assert np.array_equal(cold, model.item_popularity_)
     assert not np.allclose(cold, exact)
@@ -184,7 +184,7 @@ def test_model_records_the_budget_and_serves_cold_users_privately(
     assert not np.array_equal(other.item_popularity_, model.item_popularity_)
 
 
-def feedback_counts(ds: Dataset, clip: int) -> np.ndarray:
+def exact_counts(ds: Dataset) -> np.ndarray:
     x = ds.implicit.tocsr()
     x.data[:] = 1
     return np.asarray(x.sum(axis=0))
@@ -193,7 +193,7 @@ def feedback_counts(ds: Dataset, clip: int) -> np.ndarray:
 def test_without_epsilon_no_noise_is_added(ds: Dataset) -> None:
     model = PrivateEASE(epsilon=None, max_items_per_user=1000, top_items=120).fit(ds)
     assert model.privacy_["private"] is False and model.privacy_["epsilon"] is None
-    assert np.allclose(model.item_popularity_, feedback_counts(ds, 1000).ravel())
+    assert np.allclose(model.item_popularity_, exact_counts(ds).ravel())
 
 
 def test_interaction_unit_needs_less_noise(ds: Dataset) -> None:
@@ -221,3 +221,18 @@ def test_interaction_unit_needs_less_noise(ds: Dataset) -> None:
 def test_bad_parameters_are_named(ds: Dataset, param: str, value: object) -> None:
     with pytest.raises(ValueError, match=rf"dp\.{param}="):
         PrivateEASE(**{param: value}).fit(ds)  # type: ignore[arg-type]
+
+
+def test_when_no_item_clears_the_noise_everyone_gets_private_popularity(
+    ds: Dataset, tmp_path: Path
+) -> None:
+    model = PrivateEASE(epsilon=1.0, min_count_ratio=1e9).fit(ds)
+    assert len(model.items_) == 0 and model.privacy_["releases"]["gram"]["items"] == 0
+    s = model.score(np.arange(5))
+    assert np.isfinite(s).all()
+    order = np.argsort(-model.item_popularity_, kind="stable")
+    ids, _ = model.recommend(np.arange(5), k=5, exclude_seen=False)
+    assert (ids == order[:5]).all()
+    assert np.isfinite(model.score_history(np.array([0, 1]))).all()
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    assert np.array_equal(loaded.score(np.arange(5)), s)

@@ -19,7 +19,7 @@ from shopsight.data.pseudonym import Pseudonymizer, is_pseudonym
 from shopsight.data.store import Store
 from shopsight.models.artifact import load_artifact, save_artifact
 from shopsight.models.registry import create_model
-from shopsight.personas import Personas
+from shopsight.personas import Personas, build_personas
 from shopsight.personas.audience import (
     category_audience,
     item_audience,
@@ -134,3 +134,31 @@ def test_category_audience_matches_by_prefix(built: Personas) -> None:
     leaf = category_audience(built, "Clothing > Shoes", size=10_000)
     assert parent.details["engaged_users"] >= leaf.details["engaged_users"] > 0
     assert np.all(parent.scores > 0) and len(set(parent.users)) == parent.size
+
+
+def test_segment_pages_show_their_users_recommendations(shop: Any, model_dir: Path) -> None:
+    from shopsight.personas.report import render_report
+    from shopsight.personas.segments import SegmentConfig
+
+    art = load_artifact(model_dir)
+    with Store(shop.store, read_only=True) as st:
+        p = build_personas(
+            st, artifact=art, use_features=False, segment_config=SegmentConfig(n_boot=0)
+        )
+    raw = next(u for u, v in shop.truth["users"].items() if not v["bot"])
+    prof = p.profile(raw)
+    assert prof is not None
+    items, scores = art.model.recommend(np.array([art.user_index(raw)]), 10)
+    expect = [
+        str(art.item_ids[i]) for i, s in zip(items[0], scores[0], strict=True) if np.isfinite(s)
+    ]
+    assert prof["prediction"]["recommended"] == expect
+    for s in p.segments():
+        recs = s["recommended_items"]
+        assert recs and all(r["title"] and 0 < r["share"] <= 1 for r in recs)
+        assert recs == sorted(recs, key=lambda r: -r["users"])
+    page = render_report(p, n_user_pages=4)
+    assert page.count("What the model recommends to its members") == len(p.segments())
+    assert "<td>recommended</td>" in page
+    title = p.meta["item_titles"][expect[0]]
+    assert title and title in page

@@ -54,6 +54,9 @@ def test_personas_cli_writes_report_and_folder(shop: Any, tmp_path: Path) -> Non
     result = json.loads(res.stdout)
     assert result["report"] == str(out) and out.stat().st_size > 1_000_000
     assert result["k"] == 5 and len(result["segments"]) == 5
+    assert {"time_of_day", "price", "funnel", "review_text"} <= set(result["signals"])
+    assert all(result["signals"][k]["available"] for k in ("time_of_day", "funnel", "review_text"))
+    assert all(s["stability"] is not None and s["name"] for s in result["segments"])
     assert Personas.load(tmp_path / "p").summary()["users"] == result["users"]
     bad = shopsight("personas", "--store", str(shop.store), "--method", "dbscan")
     assert bad.exit_code == 2 and bad.stderr.startswith("error: --method")

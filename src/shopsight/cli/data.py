@@ -282,8 +282,11 @@ def split(
     from shopsight.data.split import kfold_split, make_split
 
     params = parse_overrides(set_)
+    from shopsight.data.support import require_interactions
+
     with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
+        require_interactions(st, len(ds), "split")
     results = []
     if method == "kfold":
         folds = kfold_split(int(params.pop("n_folds", 5)), user=ds.user, seed=seed, **params)

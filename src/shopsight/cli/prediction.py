@@ -126,12 +126,14 @@ def evaluate_cmd(
     import numpy as np
     from rich.table import Table
 
+    from shopsight.data.support import require_funnel
     from shopsight.prediction.content import item_content
     from shopsight.prediction.evaluate import compare_models
-    from shopsight.prediction.examples import build_examples
+    from shopsight.prediction.examples import TASKS, build_examples
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     with Store(store, read_only=True) as st:
+        require_funnel(st, TASKS)
         ex, vocab = build_examples(st)
         if max_examples is not None and len(ex) > max_examples:
             ex = ex.take(np.arange(len(ex) - max_examples, len(ex)))

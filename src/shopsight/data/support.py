@@ -59,4 +59,32 @@ def require_funnel(store: Store, tasks: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["TASK_EVENTS", "describe", "event_counts", "require_funnel"]
+def require_interactions(store: Store, n_interactions: int, what: str) -> None:
+    """Raise :class:`DataError` when the store has no interactions for ``what`` to use."""
+    if n_interactions:
+        return
+    raise DataError(
+        f"{what}: no interactions in {store.path} (it has {describe(event_counts(store))}); "
+        "ingest events, ratings, reviews or sequences first"
+    )
+
+
+def require_catalogue(store: Store, n_items: int, what: str) -> None:
+    """Raise :class:`DataError` when the store has no catalogue rows for ``what``."""
+    if n_items:
+        return
+    raise DataError(
+        f"{what}: no catalogue in {store.path}: item ids come only from events, with no title, "
+        "description or image to embed; ingest an items file (e.g. meta_*.json, movies.csv, "
+        "styles.csv + images/)"
+    )
+
+
+__all__ = [
+    "TASK_EVENTS",
+    "describe",
+    "event_counts",
+    "require_catalogue",
+    "require_funnel",
+    "require_interactions",
+]

@@ -1084,6 +1084,9 @@ def run_evaluate(
     path = Path(store_path)
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
+        from shopsight.data.support import require_interactions
+
+        require_interactions(store, len(dataset), "evaluate")
         # (reading every event's source line costs memory on a big store: only when needed)
         lineage = lineage_from_store(store, dataset) if exp.protocol.needs_lineage else None
         identity = identify_store(store, len(dataset), dataset_name)

@@ -139,9 +139,9 @@ def published_block(protocol: Protocol, identity: DatasetIdentity) -> dict[str, 
     if same:
         reason = f"same protocol, same dataset ({identity.how})"
     elif identity.name is None:
-        reason = f"published on {on}; this run is on {identity.label} ({identity.detail})"
+        reason = f"this run is on {identity.label} ({identity.detail})"
     else:
-        reason = f"published on {on}; this run is on {identity.label}"
+        reason = f"this run is on {identity.label}"
     return {"on": on or None, "comparable": bool(same), "reason": reason, "rows": rows}
 
 

@@ -560,6 +560,9 @@ def run_tune(
     path = Path(store_path)
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
+        from shopsight.data.support import require_interactions
+
+        require_interactions(store, len(dataset), "tune")
         lineage = lineage_from_store(store, dataset) if tuner.protocol.needs_lineage else None
     summary = tuner.run(dataset, lineage, test=test)
     if out_config is not None:

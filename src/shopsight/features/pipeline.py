@@ -139,6 +139,9 @@ def featurize(
                        any_value(category), any_value(image)
                 FROM "{table}" GROUP BY item_id ORDER BY item_id"""
         ).fetchall()
+        from shopsight.data.support import require_catalogue
+
+        require_catalogue(store, len(rows), "featurize")
     item_ids = [str(r[0]) for r in rows]
     texts = [compose_item_text(r[1], r[2], r[3], r[4]) for r in rows]
     cache = FeatureCache(features_dir(path))

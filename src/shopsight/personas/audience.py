@@ -111,6 +111,17 @@ def category_audience(
     store: Store | None = None,
 ) -> Audience:
     """Users most likely to buy in ``category`` (recommender scores if given, else profiles)."""
+    if store is not None:
+        from shopsight.personas.profile import _table
+
+        n = store.conn.execute(
+            f'SELECT count(*) FROM "{_table(store, "items")}" WHERE category IS NOT NULL'
+        ).fetchone()
+        if not (n and n[0]):
+            raise DataError(
+                "audience: the catalogue has no categories: --category needs an items file with "
+                "a category column (or use --item / --seed-user)"
+            )
     share = _category_share(p, category)
     prop = _propensity(p)
     ids = p.users.column("user").to_pylist()

@@ -720,6 +720,12 @@ def build_personas(
         "comparison": compare,
         "map_axes": map_axes(xy, fm, tables, signals),
         "review_text": reviews.info if reviews is not None else None,
+        # Titles of recommended items, so user pages name them rather than show codes.
+        "item_titles": {
+            it: str(catalog[it]["title"])
+            for it in sorted({i for r in recs.values() for i in r})
+            if catalog.get(it, {}).get("title")
+        },
         "propensity_source": propensity_source,
         "has_next_category": artifact is not None,
         "store": str(store.path),
