@@ -202,3 +202,20 @@ def test_segment_csv_is_pseudonymised(shop: Any, built: Personas, tmp_path: Path
     assert out.read_text() == text
     with pytest.raises(KeyError):
         built.segment_csv(99)
+
+
+def test_topics_missing_encoder_keeps_sentiment(dump: tuple[Path, Personas]) -> None:
+    from shopsight.personas.reviews import review_text
+
+    class Broken:
+        def encode(self, texts: Any) -> Any:
+            raise OSError("no model files")
+
+    store, _ = dump
+    users = [str(u) for u in range(3)]
+    with Store(store, read_only=True) as st:
+        ids = [r[0] for r in st.conn.execute("SELECT DISTINCT user_id FROM reviews").fetchall()]
+        rt = review_text(st, "reviews", ids + users, encoder=Broken())
+    assert rt.topics == [] and "no model files" in rt.info["topics_reason"]
+    assert np.isfinite(rt.sentiment[: len(ids)]).all() and np.isnan(rt.sentiment[len(ids) :]).all()
+    assert rt.aspects(np.ones(len(ids) + 3, bool)) == {"praise": [], "complaint": []}

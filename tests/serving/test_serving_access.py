@@ -143,6 +143,7 @@ def test_read_token_reads_but_cannot_write_or_administer(secured: Secured) -> No
         assert c.post("/recommend", json={"user_ids": [secured.user]}).status_code == 200
         assert c.get(f"/persona/{secured.user}").status_code == 200
         assert c.get("/dashboard").status_code == 200
+        assert c.get("/online/report").status_code == 200  # lists served above are reported
         ev = {"user_id": secured.user, "item_id": "i0001", "event_type": "view"}
         for method, path, body in (
             ("POST", "/events", ev),

@@ -438,7 +438,13 @@ def comparison_html(p: Personas, only: int | None = None) -> str:
             if v is None:
                 return f'<td class="{cls}">–</td>'
             arrow = ""
-            if cls != "base" and base is not None and m["kind"] != "hour":
+            # Shares of the whole (baseline 100%) have no "above / below all users".
+            if (
+                cls != "base"
+                and base is not None
+                and m["kind"] != "hour"
+                and not (m["key"].startswith("share_"))
+            ):
                 diff = float(v) - float(base)
                 rel = abs(diff) / max(abs(float(base)), 1e-9)
                 if rel >= 0.1:

@@ -199,11 +199,29 @@ def review_text(
     k = n_topics or int(np.clip(round(np.sqrt(len(texts) / 25)), 2, 8))
     if len(texts) >= max(3 * k, 30):
         say(f"review text: embedding {len(texts):,} reviews")
-        if encoder is None:
-            from shopsight.features.text import TextEncoder
+        try:
+            if encoder is None:
+                from shopsight.features.text import TextEncoder
 
-            encoder = TextEncoder(max_seq_length=128)
-        enc = encoder.encode(bodies)
+                encoder = TextEncoder(max_seq_length=128)
+            enc = encoder.encode(bodies)
+        except (ImportError, OSError, RuntimeError, ValueError) as e:
+            # Sentiment stands on its own; say why there are no topics instead of failing.
+            info["topics"] = 0
+            info["topics_reason"] = f"text encoder unavailable: {e}"
+            say(f"review text: no topics ({info['topics_reason']})")
+            return ReviewText(
+                users=list(user_ids),
+                n_reviews=n_rev,
+                sentiment=sentiment,
+                topics=[],
+                topic_shares=np.zeros((n_users, 0), np.float32),
+                review_user=r_user,
+                review_topic=topic,
+                review_score=score,
+                review_text=texts,
+                info=info,
+            )
         vec = np.asarray(enc.vectors, np.float64)
         ok = np.asarray(enc.mask, bool)
         from sklearn.cluster import KMeans

@@ -1,6 +1,7 @@
 """``/online/report`` (JSON) and ``/online`` (HTML): the online report of what this server served.
 
-Both need the token: they show the shop's business figures. The pending impressions are
+Both need a token (either one; a browser signs in at ``/login``): they show the shop's
+business figures. The pending impressions are
 flushed first, so the report includes every list served so far.
 """
 
@@ -12,10 +13,11 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse
 
 from shopsight.serving import schemas as S
-from shopsight.serving.routes.params import Auth
+from shopsight.serving.routes.params import ReadAuth
 from shopsight.serving.runtime import AUTH_ERRORS, RT, Runtime, jsonable
 
-router = APIRouter(tags=["online"], dependencies=Auth, responses=AUTH_ERRORS)
+# Either token (checked by AuthMiddleware), so the HTML page opens in a signed-in browser.
+router = APIRouter(tags=["online"], dependencies=ReadAuth, responses=AUTH_ERRORS)
 
 WindowQ = Annotated[
     float, Query(gt=0, le=30 * 86400, description="Seconds after serving an event is credited.")
