@@ -227,3 +227,57 @@ def test_feature_cache_shards_by_content_and_reuses_across_world_sizes(tmp_path:
     assert sum(r["computed"] for r in three) == 0
     assert all(r["reused"] == 41 for r in three)
     assert three[0]["vectors"] == two[0]["vectors"]
+
+
+FEATURIZE_WORKER = """
+import json, sys
+import numpy as np
+from shopsight.features.base import Encoded
+from shopsight.features.pipeline import featurize
+from shopsight.training import distributed as D
+
+
+class Fake:
+    name, version, dim = "fake-text", "1", 3
+
+    def content_key(self, x):
+        return x.encode() if x else None
+
+    def encode(self, xs):
+        v = np.array([[len(x), sum(map(ord, x)) % 101, 1.0] for x in xs], np.float32)
+        return Encoded(v, np.ones(len(xs), bool), stats={"texts": len(xs)})
+
+
+with D.process_group() as ctx:
+    report = featurize(sys.argv[1], text_encoder=Fake(), with_images=False).to_dict()
+    if ctx.is_main:
+        json.dump(report, open(sys.argv[2], "w"))
+"""
+
+
+def test_featurize_two_processes_equal_one(store_path: Path, tmp_path: Path) -> None:
+    """The pipeline under torchrun: the same matrices and counts as one process."""
+    import shutil
+
+    from shopsight.features.pipeline import featurize, load_item_features
+
+    one_store, two_store = tmp_path / "one.duckdb", tmp_path / "two.duckdb"
+    shutil.copy(store_path, one_store)
+    shutil.copy(store_path, two_store)
+    ns: dict[str, Any] = {}
+    exec(FEATURIZE_WORKER.split("with D.process_group")[0], ns)
+    one = featurize(one_store, text_encoder=ns["Fake"](), with_images=False).to_dict()
+    script = tmp_path / "worker.py"
+    script.write_text(FEATURIZE_WORKER)
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(script), str(two_store), str(tmp_path / "two.json")]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["text"] == one["text"] and one["text"]["computed"] == one["items"] > 0
+    a, b = load_item_features(one_store), load_item_features(two_store)
+    assert a.item_ids == b.item_ids
+    assert np.array_equal(a.text, b.text) and np.array_equal(a.text_mask, b.text_mask)
+    shards = list((tmp_path / "two.duckdb.features").rglob("shard-*.safetensors"))
+    assert len(shards) == 2  # one per rank

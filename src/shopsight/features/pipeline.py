@@ -109,7 +109,7 @@ def _images(
         refs.append((str(local) if local is not None else r[5], str(r[0])))
     if not any(isinstance(ref, str) and Path(ref).is_file() for ref, _ in refs):
         return None, None, None
-    img_res = cache.encode(img_enc, refs)
+    img_res = _encode(cache, img_enc, refs)
     return _report(img_enc, img_res), img_res.vectors, img_res.mask
 
 
