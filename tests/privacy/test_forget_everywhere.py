@@ -347,6 +347,7 @@ def test_forget_an_unknown_id_touches_nothing(synthetic_site: tuple[Site, str, s
 
 # -- a numeric-id shop ----------------------------------------------------------------------
 @pytest.mark.shared
+@pytest.mark.slow
 def test_forget_in_a_numeric_id_shop_keeps_the_same_numbered_item(
     shared: Any, tmp_path: Path
 ) -> None:

@@ -238,7 +238,8 @@ def test_recommend_work_per_request_is_bounded(secured: Secured) -> None:
 
 
 class LockProbe:
-    """A predictor that records whether the store lock is held in each of its two steps."""
+    """A predictor that records whether the store lock is held in each of its two steps (and
+    that its store reads)."""
 
     def __init__(self) -> None:
         self.lock: Any = None
@@ -246,6 +247,7 @@ class LockProbe:
 
     def prepare(self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]) -> int:
         self.held["prepare"] = self.lock.locked()
+        self.held["reads"] = store.conn.execute("SELECT count(*) FROM events").fetchall()[0][0] > 0
         return len(user_ids)
 
     def predict_examples(self, n: int) -> dict[str, np.ndarray]:
@@ -263,7 +265,7 @@ def test_predict_scores_without_holding_the_store_lock(shop: Shop, tmp_path: Pat
         pairs = [{"user_id": "u0001", "item_id": "i0001"}] * 3
         r = httpx.post(srv.url + "/predict", json={"pairs": pairs}, headers=auth())
         assert r.status_code == 200, r.text
-    assert probe.held == {"prepare": True, "score": False}
+    assert probe.held == {"prepare": False, "reads": True, "score": False}
 
 
 def test_reload_loads_only_folders_below_the_models_folder(secured: Secured) -> None:

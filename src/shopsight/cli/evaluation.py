@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group
+from shopsight.cli._launch import NnodesOpt, NodeRankOpt, NprocOpt, RdzvOpt
 from shopsight.data.store import DEFAULT_STORE
 
 app = group()
@@ -43,30 +44,47 @@ def evaluate(
             help="Override a model parameter: MODEL.KEY=VALUE, e.g. dp.epsilon=8 (repeatable).",
         ),
     ] = None,
+    nproc: NprocOpt = 1,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    rdzv_endpoint: RdzvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run several models on one protocol: mean, std and a paired test against a baseline."""
+    """Run several models on one protocol: mean, std and a paired test against a baseline.
+
+    ``--nproc N``: each model trained by N workers, its test users split over them, per-user
+    values gathered back: the same table as one process."""
+    from shopsight.cli._launch import Launch, run_job
     from shopsight.errors import InputError
-    from shopsight.evaluation.experiment import render_table, run_evaluate
+    from shopsight.evaluation.experiment import render_table
 
     try:
         seed_list = [int(x) for x in seeds.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"--seeds {seeds!r}: expected comma-separated integers") from None
-    progress = None if as_json else (lambda m: err.print(m, highlight=False))
-    result = run_evaluate(
-        store,
-        protocol,
-        models,
-        seeds=seed_list,
-        metrics=metrics,
-        ks=ks,
-        baseline=baseline,
-        out=out,
-        progress=progress,
-        dataset_name=dataset_name,
-        sets=set_,
+    launch = Launch(nproc, nnodes, node_rank, rdzv_endpoint)
+    proto = Path(protocol)
+    # One process or N: the same job (its test users in the same chunks), the same table.
+    result = run_job(
+        "evaluate",
+        {
+            "store": str(store.resolve()),
+            "protocol": str(proto.resolve()) if proto.suffix in (".yaml", ".yml") else protocol,
+            "models": models,
+            "seeds": seed_list,
+            "metrics": metrics,
+            "ks": ks,
+            "baseline": baseline,
+            "out": str(out.resolve()) if out else None,
+            "dataset_name": dataset_name,
+            "quiet": as_json,
+            "sets": list(set_ or []),
+        },
+        launch,
     )
+    if "models" not in result:  # another node holds rank 0
+        emit(result, as_json)
+        return
     emit(result, as_json)
     if not as_json:
         err.print(render_table(result))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +19,9 @@ from shopsight.cli._common import (
     group,
     say_fn,
 )
+from shopsight.cli._launch import Launch, NnodesOpt, NodeRankOpt, NprocOpt, RdzvOpt, run_job
 from shopsight.data.store import DEFAULT_STORE, Store
-from shopsight.errors import DataError
+from shopsight.errors import DataError, InputError
 
 app = group()
 
@@ -37,47 +37,40 @@ def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed (models that take one).")] = 0,
+    nproc: NprocOpt = 1,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    rdzv_endpoint: RdzvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model on the store's (clean) interactions and save it with its provenance."""
-    from shopsight.config import load_yaml, parse_overrides
-    from shopsight.data.dataset import Dataset
-    from shopsight.models.artifact import save_artifact
+    """Train a model on the store's (clean) interactions and save it with its provenance.
+
+    ``--nproc N``: N torch.distributed workers (DDP for torch models, split solves for ALS);
+    rank 0 writes the same model folder as one process."""
     from shopsight.models.registry import get_model_class
 
-    klass = get_model_class(model)
-    params = {**load_yaml(config, model), **parse_overrides(set_)}
-    if "seed" in klass._param_names():
-        params.setdefault("seed", seed)
-    rec = klass(**params)
-    with Store(store, read_only=True) as st:
-        ds = Dataset.from_store(st)
-        store_fp = st.fingerprint()
-    if len(ds) == 0:
-        raise DataError(f"{store}: no interactions to train on")
-    say = say_fn(as_json)
-    say(
-        f"training {model} on {len(ds):,} interactions ({ds.n_users:,} users x {ds.n_items:,} items)"
-    )
-    t0 = time.perf_counter()
-    rec.fit(ds)
-    seconds = time.perf_counter() - t0
-    save_artifact(rec, ds, out, seed=seed, store_fingerprint=store_fp)
-    result = {
+    get_model_class(model)  # an unknown name fails here, before any worker starts
+    Store(store, read_only=True).close()  # so does a missing store
+    launch = Launch(nproc, nnodes, node_rank, rdzv_endpoint)
+    kwargs = {
         "model": model,
-        "params": rec.get_params(),
-        "out": str(out),
-        "train_seconds": round(seconds, 3),
-        "dataset": ds.summary(),
+        "store": str(store.resolve()),
+        "out": str(out.resolve()),
+        "config": str(config.resolve()) if config else None,
+        "set": list(set_ or []),
+        "seed": seed,
+        "quiet": as_json,
     }
+    result = run_job("train", kwargs, launch)
     emit(result, as_json)
-    say(f"saved {model} to {out} in {seconds:.1f}s")
+    if "train_seconds" in result:
+        say_fn(as_json)(f"saved {model} to {out} in {result['train_seconds']:.1f}s")
 
 
 @app.command()
 @friendly_errors
 def recommend(
-    user: Annotated[list[str], typer.Option("--user", help="User id (repeatable).")],
+    user: Annotated[list[str] | None, typer.Option("--user", help="User id (repeatable).")] = None,
     model_dir: Annotated[
         Path, typer.Option("--model-dir", help="A folder written by `train`.")
     ] = Path("model"),
@@ -89,13 +82,50 @@ def recommend(
             "--store", help="Store with the catalogue, for titles (default ./shopsight.duckdb)."
         ),
     ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all", help="Every user the model knows, into --out (Parquet).")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Parquet file for --all: user_id, rank, item_id, score."),
+    ] = None,
+    nproc: NprocOpt = 1,
+    nnodes: NnodesOpt = 1,
+    node_rank: NodeRankOpt = 0,
+    rdzv_endpoint: RdzvOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Top-k items for users (unknown users get the model's cold-start ranking), with titles
-    from the store's catalogue (``--json``: each item's metadata)."""
+    from the store's catalogue (``--json``: each item's metadata); or with ``--all --out
+    recs.parquet`` every user, split over ``--nproc`` workers."""
     from shopsight.data.catalogue import item_metadata
     from shopsight.models.artifact import load_artifact, privacy_line
 
+    if all_users:
+        if user:
+            raise InputError("--all and --user: give one or the other")
+        if out is None:
+            raise InputError("--all needs --out FILE.parquet")
+        if not (model_dir / "config.json").exists():
+            raise InputError(f"{model_dir}: not a trained model folder (no config.json)")
+        kwargs = {
+            "model_dir": str(model_dir.resolve()),
+            "k": k,
+            "include_seen": include_seen,
+            "out": str(out.resolve()),
+        }
+        result = run_job("recommend", kwargs, Launch(nproc, nnodes, node_rank, rdzv_endpoint))
+        emit(result, as_json)
+        if "rows" in result:
+            say_fn(as_json)(
+                f"{result['rows']:,} recommendations for {result['users']:,} users -> {out} "
+                f"in {result['seconds']:.1f}s"
+            )
+        return
+    if not user:
+        raise InputError("give --user ID (repeatable) or --all --out FILE.parquet")
+    if nproc > 1 or nnodes > 1:
+        raise InputError("--nproc is for --all (a batch over every user)")
     art = load_artifact(model_dir)
     recs: dict[str, dict[str, Any]] = {
         u: {

@@ -567,7 +567,7 @@ def derived_lines(report: IngestReport) -> list[str]:
         )
         why = []
         if d["merged"]:
-            why.append(f"{d['merged']:,} merged (same user, item, time and rating)")
+            why.append(f"{d['merged']:,} merged: same user, item, time and rating")
         if d["no_timestamp"]:
             why.append(f"{d['no_timestamp']:,} without a time (no event)")
         out.append(line + (f" ({'; '.join(why)})" if why else ""))

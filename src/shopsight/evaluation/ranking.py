@@ -45,7 +45,9 @@ the usual ones from a training matrix.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -263,6 +265,75 @@ def standard_slices(
 # -- the evaluator -----------------------------------------------------------------------------
 
 
+SHARDED_CHUNK = 256  # users per chunk in a sharded evaluation
+_SHARDED: ContextVar[bool] = ContextVar("shopsight_ranking_sharded", default=False)
+
+
+@contextmanager
+def sharded_by_chunks() -> Iterator[None]:
+    """Inside, :func:`evaluate_ranking` under torchrun splits its user chunks over the ranks
+    (rank ``r`` scores chunks ``r, r + N, ...``) and gathers the per-user values back in chunk
+    order, so every rank returns exactly the one-process result. Every rank must make the same
+    calls (collectives); off by default because training validation runs on rank 0 alone."""
+    token = _SHARDED.set(True)
+    try:
+        yield
+    finally:
+        _SHARDED.reset(token)
+
+
+def _chunk_shard() -> tuple[int, int] | None:
+    if not _SHARDED.get():
+        return None
+    from shopsight.training import distributed as D
+
+    ctx = D.current()
+    return (ctx.rank, ctx.world_size) if ctx.distributed else None
+
+
+def _merge_chunk_shards(
+    world: int,
+    per_user: dict[str, list[FloatArray]],
+    slice_vals: dict[str, dict[str, list[FloatArray]]],
+    slice_nrel: dict[str, list[IntArray]],
+    lists: list[IntArray],
+    counts: dict[int, IntArray],
+    score_seconds: float,
+) -> tuple[
+    dict[str, list[FloatArray]],
+    dict[str, dict[str, list[FloatArray]]],
+    dict[str, list[IntArray]],
+    list[IntArray],
+    dict[int, IntArray],
+    float,
+]:
+    """Every rank's per-chunk values, back in global chunk order (rank r's j-th chunk is chunk
+    ``r + j * world``); recommendation counts summed (integers: exact)."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(
+        gathered, (per_user, slice_vals, slice_nrel, lists, counts, score_seconds)
+    )
+
+    def ordered(parts: list[list[Any]]) -> list[Any]:
+        keyed = [(r + j * world, x) for r, p in enumerate(parts) for j, x in enumerate(p)]
+        return [x for _, x in sorted(keyed, key=lambda e: e[0])]
+
+    names = list(dict.fromkeys(n for g in gathered for n in g[0]))  # rank 0's order first
+    per_user_m = {n: ordered([g[0].get(n, []) for g in gathered]) for n in names}
+    slice_vals_m: dict[str, dict[str, list[FloatArray]]] = {}
+    for s in slice_vals:
+        mnames = list(dict.fromkeys(n for g in gathered for n in g[1].get(s, {})))
+        slice_vals_m[s] = {
+            n: ordered([g[1].get(s, {}).get(n, []) for g in gathered]) for n in mnames
+        }
+    slice_nrel_m = {s: ordered([g[2].get(s, []) for g in gathered]) for s in slice_nrel}
+    lists_m = ordered([g[3] for g in gathered])
+    counts_m = {k: np.sum([g[4][k] for g in gathered], axis=0) for k in counts}
+    return per_user_m, slice_vals_m, slice_nrel_m, lists_m, counts_m, sum(g[5] for g in gathered)
+
+
 def evaluate_ranking(
     scorer: Scorer | ScoreFn,
     truth: sp.spmatrix,
@@ -350,6 +421,10 @@ def evaluate_ranking(
 
     tie_rank = tie_ranks(n_items, tie_break, seed)
     chunk = int(chunk_size) if chunk_size else chunk_size_for(n_items, memory_budget_mb)
+    if _SHARDED.get() and not chunk_size:
+        # Chunks are the unit of work split over ranks; the same size at any world size
+        # keeps every score computed exactly as in one process.
+        chunk = min(chunk, SHARDED_CHUNK)
     if chunk < 1:
         raise EvaluationError(f"chunk_size must be >= 1, got {chunk}")
 
@@ -387,12 +462,13 @@ def evaluate_ranking(
     lists: list[IntArray] = []
     score_seconds = 0.0
     n_done = 0
-    n_chunks = 0
 
     def add(name: str, values: FloatArray) -> None:
         per_user.setdefault(name, []).append(values)
 
-    for start in range(0, len(eval_users), chunk):
+    starts = list(range(0, len(eval_users), chunk))
+    shard = None if sampled else _chunk_shard()  # sampled negatives draw from one stream
+    for start in starts if shard is None else starts[shard[0] :: shard[1]]:
         ub = eval_users[start : start + chunk]
         t1 = time.perf_counter()
         s = np.asarray(score_fn(ub))
@@ -484,10 +560,14 @@ def evaluate_ranking(
                 lists.append(idx)
         add("_n_rel", n_rel.astype(np.float64))
         n_done += len(ub)
-        n_chunks += 1
         if progress is not None:
             progress(n_done, len(eval_users))
 
+    if shard is not None:
+        per_user, slice_vals, slice_nrel, lists, counts, score_seconds = _merge_chunk_shards(
+            shard[1], per_user, slice_vals, slice_nrel, lists, counts, score_seconds
+        )
+    n_chunks = len(starts)
     cat = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in per_user.items()}
     n_relevant = cat.pop("_n_rel", np.zeros(0)).astype(np.int64)
     gauc_vals = cat.pop("_gauc_auc", None)

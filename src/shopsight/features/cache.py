@@ -22,7 +22,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class CachedEncoded(Encoded):
 
     computed: int = 0
     reused: int = 0
+    pending: list[int] = field(default_factory=list)  # rows another worker encodes (sharded)
 
 
 def _safe(part: str) -> str:
@@ -228,12 +229,25 @@ class FeatureCache:
             return dict(fh.metadata() or {})
 
     # -- the one call most code needs ---------------------------------------------------
-    def encode(self, encoder: Encoder, inputs: Sequence[Any]) -> CachedEncoded:
+    def encode(
+        self,
+        encoder: Encoder,
+        inputs: Sequence[Any],
+        *,
+        shard: tuple[int, int] | None = None,
+        sync: Any = None,
+    ) -> CachedEncoded:
         """Vectors for ``inputs``: cached ones reused, the rest encoded once and stored.
 
         Inputs are whatever ``encoder.encode`` takes (texts; image paths or ``(ref, item_id)``
         tuples). ``computed`` counts distinct contents encoded now, ``reused`` inputs served
         from the cache; inputs without content (empty text, no image file) count in neither.
+
+        ``shard=(rank, world)``: one worker of a data-parallel run. It encodes only the missing
+        contents whose key hash falls to its rank (rank 0 also takes the rows without content)
+        and writes them as its own shard; the other rows stay unfilled (listed in
+        ``pending``) until :meth:`fill` reads the other workers' shards. ``sync()`` runs after
+        the cache lookup (a barrier), so no worker counts another's new vectors as reused.
         """
         inputs = list(inputs)
         n, dim = len(inputs), encoder.dim
@@ -259,6 +273,16 @@ class FeatureCache:
                 reused += 1
             else:
                 todo.setdefault(k, []).append(i)
+        if sync is not None:
+            sync()
+        pending: list[int] = []
+        if shard is not None:
+            rank, world = shard
+            mine = {k: rows for k, rows in todo.items() if _owner(k, world) == rank}
+            pending = sorted(i for k, rows in todo.items() if k not in mine for i in rows)
+            todo = mine
+            if rank != 0:
+                no_content = []
 
         stats: dict[str, int] = {}
         issues: dict[int, str] = {}
@@ -294,6 +318,25 @@ class FeatureCache:
                     directory, new_keys, np.stack(new_vecs).astype(np.float32), encoder
                 )
         stats["encoded"] = int(mask.sum())
-        return CachedEncoded(
+        out = CachedEncoded(
             vectors, mask, stats=stats, issues=issues, computed=computed, reused=reused
         )
+        out.pending = pending
+        return out
+
+    def fill(self, encoder: Encoder, inputs: Sequence[Any], part: CachedEncoded) -> None:
+        """Fill ``part``'s pending rows from the cache (after the other workers wrote theirs)."""
+        lookup, matrix = self._load(self.directory(encoder), encoder.dim)
+        for i in part.pending:
+            content = encoder.content_key(inputs[i])
+            k = None if content is None else self.key(encoder, content)
+            if k is not None and k in lookup:
+                part.vectors[i] = matrix[lookup[k]]
+                part.mask[i] = True
+        part.pending = []
+        part.stats["encoded"] = int(part.mask.sum())
+
+
+def _owner(key: bytes, world: int) -> int:
+    """The worker that encodes a content: by its hash, so any world size splits it evenly."""
+    return int.from_bytes(key[:8], "big") % world

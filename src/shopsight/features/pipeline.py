@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch.distributed as dist
 
-from shopsight.errors import DataError, MissingFileError
 from shopsight.features.base import Encoder
-from shopsight.features.cache import FeatureCache
+from shopsight.features.cache import CachedEncoded, FeatureCache
 from shopsight.features.image import ImageEncoder, resolve_image
 from shopsight.features.text import TextEncoder, compose_item_text
+from shopsight.training import distributed as D
 
 ITEMS_FILE = "items.safetensors"
 INDEX_FILE = "items.json"
@@ -108,7 +109,7 @@ def _images(
         refs.append((str(local) if local is not None else r[5], str(r[0])))
     if not any(isinstance(ref, str) and Path(ref).is_file() for ref, _ in refs):
         return None, None, None
-    img_res = cache.encode(img_enc, refs)
+    img_res = _encode(cache, img_enc, refs)
     return _report(img_enc, img_res), img_res.vectors, img_res.mask
 
 
@@ -130,7 +131,7 @@ def featurize(
     t0 = time.perf_counter()
     path = Path(store_path)
     if images is not None and not Path(images).is_dir():
-        raise MissingFileError(f"{images}: no such image folder")
+        raise FileNotFoundError(f"{images}: no such image folder")
     with Store(path, read_only=True) as store:
         fingerprint = store.fingerprint()
         table = "items_clean" if store.has_table("items_clean") else "items"
@@ -151,7 +152,7 @@ def featurize(
     with task("featurize", total=2 if with_images else 1) as bar:
         bar.update(info=f"text of {len(texts):,} items")
         text_enc = text_encoder if text_encoder is not None else TextEncoder()
-        text_res = cache.encode(text_enc, texts)
+        text_res = _encode(cache, text_enc, texts)
         text_report = _report(text_enc, text_res)
         bar.advance(1, info=f"images of {len(texts):,} items" if with_images else "")
         image_report, image_vecs, image_mask = (
@@ -160,6 +161,15 @@ def featurize(
         bar.advance(1)
 
     out_dir = features_dir(path)
+    if not D.current().is_main:  # a data-parallel worker: rank 0 writes the output
+        return FeaturizeReport(
+            store=str(path),
+            items=len(item_ids),
+            output=str(out_dir / ITEMS_FILE),
+            seconds=round(time.perf_counter() - t0, 3),
+            text=text_report,
+            image=image_report,
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     _save(
         out_dir,
@@ -180,6 +190,34 @@ def featurize(
         text=text_report,
         image=image_report,
     )
+
+
+def _encode(cache: FeatureCache, encoder: Encoder, inputs: list[Any]) -> CachedEncoded:
+    """``cache.encode``; under torchrun each rank encodes the missing contents its hash owns,
+    writes its own cache shard, and rank 0 gathers everything from the cache. Counts and stats
+    are summed over ranks, so the report equals a one-process run's."""
+    ctx = D.current()
+    if not ctx.distributed:
+        return cache.encode(encoder, inputs)
+    part = cache.encode(
+        encoder, inputs, shard=(ctx.rank, ctx.world_size), sync=lambda: D.barrier(ctx)
+    )
+    D.barrier(ctx)  # every rank's shard is on disk
+    gathered: list[Any] = [None] * ctx.world_size
+    own = {k: v for k, v in part.stats.items() if k != "encoded"}
+    issues = {i: msg for i, msg in part.issues.items()}
+    dist.all_gather_object(gathered, (part.computed, own, issues))
+    if ctx.is_main:
+        cache.fill(encoder, inputs, part)
+        part.computed = sum(g[0] for g in gathered)
+        stats: dict[str, int] = {}
+        for g in gathered:
+            for k, v in g[1].items():
+                stats[k] = stats.get(k, 0) + int(v)
+            part.issues.update(g[2])
+        stats["encoded"] = int(part.mask.sum())
+        part.stats = stats
+    return part
 
 
 def _save(
@@ -234,14 +272,14 @@ def load_item_features(store_path: str | Path) -> ItemFeatures:
     out_dir = features_dir(store_path)
     data_path, index_path = out_dir / ITEMS_FILE, out_dir / INDEX_FILE
     if not data_path.exists() or not index_path.exists():
-        raise MissingFileError(
+        raise FileNotFoundError(
             f"{out_dir}: no item features (run `shopsight featurize --store {store_path}`)"
         )
     data = load_file(str(data_path))
     meta = json.loads(index_path.read_text(encoding="utf-8"))
     ids = [str(x) for x in meta["item_ids"]]
     if data["text"].shape[0] != len(ids):
-        raise DataError(f"{data_path}: {data['text'].shape[0]} rows but {len(ids)} item ids")
+        raise ValueError(f"{data_path}: {data['text'].shape[0]} rows but {len(ids)} item ids")
     return ItemFeatures(
         item_ids=ids,
         text=data["text"],

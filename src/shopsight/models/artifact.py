@@ -95,7 +95,10 @@ def save_artifact(
     split: dict[str, Any] | None = None,
     store_fingerprint: str | None = None,
     metrics: dict[str, Any] | None = None,
+    distributed: dict[str, Any] | None = None,
 ) -> Path:
+    """Save the model, its id maps (``users.parquet``, ``items.parquet``) and how it was made
+    (``distributed``: world size, backend and how the fit was split, for a torchrun run)."""
     d = Path(path)
     info = {
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -104,6 +107,7 @@ def save_artifact(
         "seed": seed,
         "split": split,
         "metrics": metrics or {},
+        "distributed": distributed or {"world_size": 1},
     }
     model.save(d, extra={"training": info})
     pq.write_table(

@@ -41,10 +41,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.training import distributed as D
 from shopsight.training.trainer import (
@@ -63,7 +63,7 @@ Weighting = Literal["uniform", "linear", "log"]
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
-        raise InputError(f"{name}={value!r}: expected {expected}")
+        raise ValueError(f"{name}={value!r}: expected {expected}")
 
 
 # =============================================================================================
@@ -163,10 +163,46 @@ class ALS(Recommender):
                 num_threads=self.num_threads,
                 random_state=np.random.default_rng(self.seed),
             )
-            engine.fit(conf, show_progress=False)
-        self.user_factors_: FloatArray = np.ascontiguousarray(engine.user_factors, np.float32)
-        self.item_factors_: FloatArray = np.ascontiguousarray(engine.item_factors, np.float32)
+            ctx = D.current()
+            if ctx.distributed:
+                x, y = self._fit_sharded(engine, conf, ctx)
+            else:
+                engine.fit(conf, show_progress=False)
+                x, y = engine.user_factors, engine.item_factors
+        self.user_factors_: FloatArray = np.ascontiguousarray(x, np.float32)
+        self.item_factors_: FloatArray = np.ascontiguousarray(y, np.float32)
         self._prepare()
+
+    def _fit_sharded(self, engine: Any, conf: sp.csr_matrix, ctx: D.DistContext) -> tuple[Any, Any]:
+        """``engine.fit`` under torchrun: each rank solves its slice of users, then of items.
+
+        Every user's (item's) solve depends only on the other side's factors, so the ranks'
+        slices, gathered after each half-step, are bit-identical to one process's factors
+        (same initial factors from the seed, same solver, single-threaded BLAS)."""
+        cui = sp.csr_matrix(conf, dtype=np.float32)
+        ciu = cui.T.tocsr()
+        n_users, n_items = cui.shape
+        rng = np.random.default_rng(self.seed)  # as implicit's fit draws them
+        x = rng.random((n_users, self.factors), dtype=np.float32) * 0.01
+        y = rng.random((n_items, self.factors), dtype=np.float32) * 0.01
+        solver = engine.solver
+
+        def half_step(c: sp.csr_matrix, own: FloatArray, other: FloatArray) -> FloatArray:
+            lo = own.shape[0] * ctx.rank // ctx.world_size
+            hi = own.shape[0] * (ctx.rank + 1) // ctx.world_size
+            mine = np.ascontiguousarray(own[lo:hi])
+            solver(c[lo:hi], mine, other, self.l2, num_threads=self.num_threads)
+            full = np.zeros_like(own)
+            full[lo:hi] = mine
+            t = torch.from_numpy(full).to(ctx.device)
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)  # x + 0 + ... is exact: a gather
+            out: FloatArray = t.cpu().numpy()
+            return out
+
+        for _ in range(self.iterations):
+            x = half_step(cui, x, y)
+            y = half_step(ciu, y, x)
+        return x, y
 
     def _prepare(self) -> None:
         y = self.item_factors_.astype(np.float64)
@@ -223,7 +259,7 @@ def transform_weights(w: npt.ArrayLike, mode: Weighting) -> npt.NDArray[np.float
         return np.log1p(x)
     if mode == "linear":
         return x
-    raise InputError(f"positive_weighting={mode!r}: expected uniform, linear or log")
+    raise ValueError(f"positive_weighting={mode!r}: expected uniform, linear or log")
 
 
 class PairSampler:
@@ -291,7 +327,7 @@ class PairSampler:
     def epoch(self, epoch: int) -> tuple[IntArray, IntArray, IntArray]:
         """All triples of one epoch (identical on every rank)."""
         if not len(self.users):
-            raise DataError("no positive interactions to train on")
+            raise ValueError("no positive interactions to train on")
         rng = np.random.default_rng(derive_seed(self.seed, epoch, 0xB9))
         n = self.samples_per_epoch
         if self.weighting == "uniform" and n == len(self.users):

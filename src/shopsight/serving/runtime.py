@@ -9,11 +9,13 @@ replaces that reference, so no request sees a half-loaded model.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +133,20 @@ class Runtime:
     def publish(self, dep: Deployment) -> None:
         self.deployment = dep  # the atomic swap: one reference assignment
         self.metrics.set_model(dep.model.name, dep.version)
+
+    @contextmanager
+    def read_view(self) -> Iterator[Store]:
+        """The store on a connection of its own (a DuckDB cursor: same database, own
+        transaction), for reads that must not hold ``store_lock`` (the lock only guards the
+        shared connection, taken here just to open the cursor)."""
+        with self.store_lock:
+            cursor = self.store.conn.cursor()
+        view = copy.copy(self.store)
+        view.conn = cursor
+        try:
+            yield view
+        finally:
+            cursor.close()
 
     def model_label(self, model_dir: Path) -> str:
         """A model folder as clients see it: relative to the models folder, never absolute."""

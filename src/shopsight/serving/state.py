@@ -44,7 +44,7 @@ MAX_HISTORY = 500  # events kept per live user (most recent)
 # ------------------------------------------------------------------------------ protocols
 class Predictor(Protocol):
     """Funnel probabilities in two steps: ``prepare`` reads the pairs' features from the store
-    (under the server's store lock), ``predict_examples`` scores them (without it)."""
+    (the server gives it a connection of its own), ``predict_examples`` scores them."""
 
     def prepare(self, store: Store, user_ids: Sequence[str], item_ids: Sequence[str]) -> Any: ...
 

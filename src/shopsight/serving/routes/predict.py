@@ -23,7 +23,8 @@ router = APIRouter(tags=["predict"], dependencies=ReadAuth, responses=AUTH_ERROR
 def predict(rt: RT, body: S.PredictIn) -> S.PredictOut:
     """Click / add-to-cart / purchase probabilities for user-item pairs (at most 1,000).
 
-    The pairs' features are read from the store under its lock; scoring runs without it."""
+    The pairs' features are read on a connection of their own and scored without the store
+    lock: a large request does not hold up events, reloads or forget."""
     dep = rt.deployment
     if dep.predictor is None:
         raise HTTPException(
@@ -32,8 +33,8 @@ def predict(rt: RT, body: S.PredictIn) -> S.PredictOut:
         )
     users = [p.user_id for p in body.pairs]
     items = [p.item_id for p in body.pairs]
-    with rt.store_lock:  # read under the lock, score outside it
-        prepared = dep.predictor.prepare(rt.store, users, items)
+    with rt.read_view() as store:  # its own connection: events and forget are not blocked
+        prepared = dep.predictor.prepare(store, users, items)
     out = dep.predictor.predict_examples(prepared)
     cols = {}
     for key in ("click", "add_to_cart", "purchase"):

@@ -1,0 +1,129 @@
+"""``--nproc N`` and torchrun's multi-node options: start a command's workers with PyTorch's own
+launcher (``python -m torch.distributed.run``) and return rank 0's result.
+
+One machine: ``--nproc N`` runs ``torchrun --standalone --nproc-per-node N``. Several machines:
+run the same command on each with ``--nnodes M --node-rank R --rdzv-endpoint HOST:PORT`` (HOST is
+node 0's address); torchrun's static rendezvous makes node 0's first worker global rank 0, and
+that node's command prints the result. Store, model and output paths must be on storage every
+node sees. The workers themselves are :mod:`shopsight.training.parallel`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from shopsight.errors import InputError, StateError
+
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        help="Worker processes on this machine (torch.distributed: gloo on CPU, NCCL on GPU).",
+    ),
+]
+NnodesOpt = Annotated[int, typer.Option("--nnodes", help="Machines in the run (torchrun).")]
+NodeRankOpt = Annotated[int, typer.Option("--node-rank", help="This machine's rank (torchrun).")]
+RdzvOpt = Annotated[
+    str | None,
+    typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0 for a multi-node run (torchrun)."),
+]
+
+
+@dataclass(frozen=True)
+class Launch:
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.nproc < 1:
+            raise InputError(f"--nproc {self.nproc}: expected at least 1")
+        if self.nnodes < 1:
+            raise InputError(f"--nnodes {self.nnodes}: expected at least 1")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise InputError(f"--node-rank {self.node_rank}: expected 0..{self.nnodes - 1}")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise InputError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address)")
+        if self.rdzv_endpoint and ":" not in self.rdzv_endpoint:
+            raise InputError(f"--rdzv-endpoint {self.rdzv_endpoint!r}: expected HOST:PORT")
+
+    @property
+    def parallel(self) -> bool:
+        return self.nproc > 1 or self.nnodes > 1
+
+    def torchrun_args(self) -> list[str]:
+        args = [f"--nproc-per-node={self.nproc}"]
+        if self.nnodes == 1 and not self.rdzv_endpoint:
+            return [*args, "--standalone"]
+        return [
+            *args,
+            f"--nnodes={self.nnodes}",
+            f"--node-rank={self.node_rank}",
+            "--rdzv-backend=static",
+            f"--rdzv-endpoint={self.rdzv_endpoint}",
+        ]
+
+
+def run_job(job: str, kwargs: dict[str, Any], launch: Launch) -> dict[str, Any]:
+    """The job in this process, or in ``launch``'s torchrun workers; rank 0's result."""
+    from shopsight.training import parallel
+
+    if not launch.parallel:
+        return parallel.run_single(job, kwargs)
+    with tempfile.TemporaryDirectory(prefix="shopsight-launch-") as tmp:
+        result = Path(tmp) / "result.json"
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({"job": job, "kwargs": kwargs, "result": str(result)}))
+        env = dict(os.environ)
+        # torchrun would set 1 thread per worker (and say so); share this machine's cores.
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc)))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *launch.torchrun_args(),
+            "-m",
+            "shopsight.training.parallel",
+            str(spec),
+        ]
+        try:  # workers' messages go to our stderr (stdout stays for --json)
+            sink: Any = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):
+            sink = None
+        proc = subprocess.run(
+            cmd,
+            env=env,
+            stdout=sink if sink is not None else subprocess.PIPE,
+            stderr=None if sink is not None else subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+        if sink is None and proc.stdout:
+            sys.stderr.write(proc.stdout)
+        errors = sorted(Path(tmp).glob("result.json.error-*"))
+        if errors:
+            first = json.loads(errors[0].read_text())
+            msg = f"rank {first['rank']}: {first['message']}"
+            if first["kind"] == "input":
+                raise InputError(msg)
+            raise RuntimeError(msg)
+        if proc.returncode != 0:
+            raise StateError(
+                f"torchrun workers failed (exit {proc.returncode}); their output is above"
+            )
+        if not result.exists():
+            # Another node holds global rank 0 and prints the result there.
+            return {"node_rank": launch.node_rank, "workers": launch.nproc, "result": "on node 0"}
+        out: dict[str, Any] = json.loads(result.read_text())
+        return out
