@@ -5,7 +5,7 @@ functions count, relative imports are resolved, and a string naming a shopsight 
 ``importlib.import_module`` and lazy registries load at run time) counts as an import too.
 Layers, lowest first (a module may import its own layer and the ones below):
 
-    data (with errors, config, progress) < features < training < models < evaluation
+    data (with errors, config, progress, distributed) < features < training < models < evaluation
     < {prediction, personas, explain, privacy} < app < {cli, serving}
 
 ``pytest -s tests/test_architecture.py`` prints the layer graph.
@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "shopsight"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("shopsight", "errors", "config", "progress", "data"),
+    ("shopsight", "errors", "config", "progress", "distributed", "data"),
     ("features",),
     ("training",),
     ("models",),

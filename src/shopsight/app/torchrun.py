@@ -3,7 +3,7 @@
     python -m torch.distributed.run --nproc_per_node=2 -m shopsight.app.torchrun \\
         --store shop.duckdb --model bpr --out model
 
-Rank 0 saves the model with its run manifest (:mod:`shopsight.training.distributed` holds the
+Rank 0 saves the model with its run manifest (:mod:`shopsight.distributed` holds the
 process-group plumbing this uses).
 """
 
@@ -20,9 +20,9 @@ from torch import nn
 from shopsight.config import parse_overrides
 from shopsight.data.dataset import Dataset
 from shopsight.data.store import Store
+from shopsight.distributed import barrier, param_checksum, process_group
 from shopsight.errors import ShopsightError
 from shopsight.models.registry import create_model
-from shopsight.training.distributed import barrier, param_checksum, process_group
 from shopsight.training.trainer import run_manifest, training_run
 
 

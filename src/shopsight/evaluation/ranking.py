@@ -285,7 +285,7 @@ def sharded_by_chunks() -> Iterator[None]:
 def _chunk_shard() -> tuple[int, int] | None:
     if not _SHARDED.get():
         return None
-    from shopsight.training import distributed as D
+    from shopsight import distributed as D
 
     ctx = D.current()
     return (ctx.rank, ctx.world_size) if ctx.distributed else None

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, standardize, torch_threads
@@ -54,7 +55,6 @@ from shopsight.models.mf import (
     transform_weights,
 )
 from shopsight.models.vbpr import warm_items
-from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,

@@ -45,8 +45,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.models.base import FloatArray, IntArray, Recommender
-from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,

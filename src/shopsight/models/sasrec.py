@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.data.dataset import EVENT_TYPES
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
-from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,

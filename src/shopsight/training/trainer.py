@@ -13,7 +13,7 @@ The loop adds: seeding (``torch.manual_seed`` from ``(seed, epoch, rank)`` at ea
 deterministic algorithms while training, an optimiser (Adam, AdamW, SGD, Adagrad), a per-epoch
 learning-rate schedule with warm-up, gradient clipping, early stopping with patience, restoring
 the best weights, a ``rich`` progress bar, resumable checkpoints (safetensors + JSON, never
-pickle), DDP when a process group is up (see :mod:`shopsight.training.distributed`), and a
+pickle), DDP when a process group is up (see :mod:`shopsight.distributed`), and a
 history of loss / metric / learning rate / time per epoch for the run manifest.
 
 Options that are about *a run* rather than the model (where to checkpoint, whether to show a
@@ -45,8 +45,8 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.errors import StateError
-from shopsight.training import distributed as D
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
