@@ -275,8 +275,7 @@ def test_permutation_fallback_ranks_the_driving_feature_first() -> None:
 # -- the command line -------------------------------------------------------------------------------
 
 
-# The installed entry point: ``python -m shopsight.cli`` runs cli.py as ``__main__``, a second
-# copy of the module on which the later stages' commands are not registered.
+# The installed entry point, as a user runs it.
 SHOPSIGHT = str(Path(sys.executable).with_name("shopsight"))
 
 
