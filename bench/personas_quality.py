@@ -20,10 +20,10 @@ from sklearn.metrics import adjusted_rand_score
 
 from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
 from shopsight.data.synthetic import ShopConfig, generate_shop
 from shopsight.personas import build_personas
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 
 def one(users: int, seed: int) -> dict[str, Any]:

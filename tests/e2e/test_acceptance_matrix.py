@@ -328,9 +328,22 @@ def check_export(d: dict[str, Any]) -> str:
     return f"{d.get('rows', '?')} rows exported"
 
 
+def _find(d: Any, key: str) -> Any:
+    if isinstance(d, dict):
+        if key in d:
+            return d[key]
+        for v in d.values():
+            hit = _find(v, key)
+            if hit is not None:
+                return hit
+    return None
+
+
 def check_dp(d: dict[str, Any]) -> str:
-    p = d.get("privacy") or {}
-    return f"epsilon {p.get('epsilon', float('nan')):.2f}" if p else "trained"
+    eps = _find(d, "epsilon")
+    if not isinstance(eps, int | float) or not np.isfinite(eps):
+        return "DEGENERATE: no epsilon reported"
+    return f"epsilon {eps:.2f}"
 
 
 def check_forget(d: dict[str, Any]) -> str:
@@ -526,7 +539,7 @@ def _commands(shop: Shop) -> list[tuple[str, list[str], Callable[[dict[str, Any]
         ),
         (
             "dp-train",
-            ["dp-train", "--store", s, "--out", str(d / "dp"), "--epochs", "1", "--factors", "8"],
+            ["dp-train", "--store", s, "--out", str(d / "dp")],
             check_dp,
         ),
         ("forget", ["forget", user, "--store", s, "--path", model], check_forget),

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from shopsight.data.dataset import Dataset
+from shopsight.data.store import StoreError
 from shopsight.evaluation.experiment import (
     Experiment,
     ExperimentError,
@@ -193,7 +194,7 @@ def test_run_evaluate_writes_files(small_shop, tmp_path):
         assert out.exists() and d["written"] == str(out)
     assert d["models"] == ["popularity", "itemknn(neighbours=20)"]
     assert json.loads(out.read_text())["protocol"]["name"] == "temporal-global"
-    with pytest.raises(ExperimentError, match="no such store"):
+    with pytest.raises(StoreError, match="no such store"):
         run_evaluate(tmp_path / "nope.duckdb", "random-811", "popularity")
 
 

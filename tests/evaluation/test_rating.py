@@ -8,9 +8,8 @@ import pytest
 from shopsight.data.dataset import Dataset
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.experiment import ModelSpec
-from shopsight.evaluation.rating import RATING_MODELS, BayesianMF, BiasedMF, RatingModelError
-from shopsight.models import registry
 from shopsight.models.base import Recommender
+from shopsight.models.rating import BayesianMF, BiasedMF, RatingModelError
 
 
 def _planted(seed: int = 0, n_users: int = 120, n_items: int = 80, noise: float = 0.3):
@@ -69,8 +68,6 @@ def test_scores_rank_by_predicted_rating_and_cold_pairs_fall_back():
 
 @pytest.mark.parametrize("name", ["biasedmf", "bayesmf"])
 def test_by_name_and_save_load_round_trip(name, tmp_path, monkeypatch):
-    # Recommender.load finds a saved model's class in the registry: register it for this test
-    monkeypatch.setitem(registry._MODELS, name, RATING_MODELS[name])
     train, test = _planted(2)
     params = (
         {"factors": 2, "iterations": 5}

@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shopsight.data.clean import clean_store
 from shopsight.data.dataset import Dataset
-from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
-from shopsight.data.synthetic import ShopConfig, generate_shop
+from shopsight.data.synthetic import ShopConfig
 from shopsight.explain import (
     DEFAULT_REASON,
     ExplainError,
@@ -66,12 +64,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
     root = tmp_path_factory.mktemp("explain")
-    files = generate_shop(root / "files", ShopConfig.small(seed=3, images=False))
-    with Store(root / "shop.duckdb") as store:
-        ingest_files(store, files.data_files())
-        clean_store(store)
+    built = build_shop(root, ShopConfig.small(seed=3, images=False))
+    files = built.files
+    with Store(built.store, read_only=True) as store:
         ds = Dataset.from_store(store)
     truth = files.load_ground_truth()["items"]
     styles = np.array([truth[str(i)]["style"] for i in ds.item_ids.tolist()])
@@ -278,8 +275,7 @@ def test_permutation_fallback_ranks_the_driving_feature_first() -> None:
 # -- the command line -------------------------------------------------------------------------------
 
 
-# The installed entry point: ``python -m shopsight.cli`` runs cli.py as ``__main__``, a second
-# copy of the module on which the later stages' commands are not registered.
+# The installed entry point, as a user runs it.
 SHOPSIGHT = str(Path(sys.executable).with_name("shopsight"))
 
 

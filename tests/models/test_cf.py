@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from shopsight import distributed as D
 from shopsight.data.dataset import Dataset
 from shopsight.models.base import Recommender
 from shopsight.models.ease import EASE, TooManyItemsError
@@ -31,7 +32,6 @@ from shopsight.models.mf import (
 )
 from shopsight.models.popularity import Popularity
 from shopsight.models.registry import create_model
-from shopsight.training import distributed as D
 
 T0 = datetime(2025, 1, 1)
 

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from shopsight.data.clean import CleanConfig, clean_store
-from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
-from shopsight.data.synthetic import ShopConfig, generate_shop
+from shopsight.data.synthetic import ShopConfig
 
 KEY = "personas-test-key-0123456789"
 SHOP = ShopConfig.small(n_users=500, n_items=160, days=45, image_size=32, seed=3)
@@ -35,15 +33,9 @@ class Shop:
 
 
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    root = tmp_path_factory.mktemp("personas_shop")
-    files = generate_shop(root / "files", SHOP)
-    store_path = root / "store.duckdb"
-    with Store(store_path) as st:
-        report = ingest_files(st, files.data_files())
-        assert report.ok, [f.error for f in report.files]
-        clean_store(st, CleanConfig())
-    return Shop(root, store_path, files.load_ground_truth())
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
+    built = build_shop(tmp_path_factory.mktemp("personas_shop"), SHOP, store_name="store.duckdb")
+    return Shop(built.root, built.store, built.files.load_ground_truth())
 
 
 @pytest.fixture(scope="session")

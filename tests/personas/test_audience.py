@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from shopsight.cli import app as cli_app
 from shopsight.data.dataset import Dataset
+from shopsight.data.pseudonym import Pseudonymizer, is_pseudonym
 from shopsight.data.store import Store
 from shopsight.models.artifact import load_artifact, save_artifact
 from shopsight.models.registry import create_model
@@ -25,7 +26,6 @@ from shopsight.personas.audience import (
     lookalike_audience,
     segment_vectors,
 )
-from shopsight.privacy.pseudonym import Pseudonymizer, is_pseudonym
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.personas import Personas
 from shopsight.personas.report import CHROMIUM, CHROMIUM_ARGS, export_pngs, write_report
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 pytestmark = [
     pytest.mark.slow,

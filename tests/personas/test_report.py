@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from shopsight.cli import app as cli_app
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
 from shopsight.personas import Personas, demo_step
 from shopsight.personas.dashboard import create_router
 from shopsight.personas.report import render_report
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 
 def shopsight(*args: str) -> Any:

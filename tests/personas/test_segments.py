@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from shopsight.data.pseudonym import Pseudonymizer, is_pseudonym
 from shopsight.data.store import Store
 from shopsight.personas import Personas, build_personas
 from shopsight.personas.segments import SegmentConfig, enforce_k_min
-from shopsight.privacy.pseudonym import Pseudonymizer, is_pseudonym
 
 
 def _planted(shop: Any, p: Personas) -> np.ndarray:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from shopsight.data.clean import CleanConfig, clean_store
-from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
-from shopsight.data.synthetic import ShopConfig, generate_shop
+from shopsight.data.synthetic import ShopConfig
 from shopsight.prediction.content import item_content
 from shopsight.prediction.examples import Examples, Vocab, build_examples, temporal_split
 
@@ -29,14 +28,10 @@ class Shop:
 
 
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    folder = tmp_path_factory.mktemp("predshop")
-    files = generate_shop(folder / "files", ShopConfig.small(images=False, seed=7, n_users=400))
-    path = folder / "shop.duckdb"
-    with Store(path) as st:
-        report = ingest_files(st, files.data_files())
-        assert report.ok
-        clean_store(st, CleanConfig())
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
+    cfg = ShopConfig.small(images=False, seed=7, n_users=400)
+    path = build_shop(tmp_path_factory.mktemp("predshop"), cfg).store
+    with Store(path, read_only=True) as st:
         ex, vocab = build_examples(st)
         content, _ = item_content(st, vocab)
     tr, va, te = temporal_split(ex.ts)

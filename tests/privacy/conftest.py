@@ -7,14 +7,13 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shopsight.data.clean import CleanConfig, clean_store
-from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
-from shopsight.data.synthetic import ShopConfig, ShopFiles, generate_shop
-from shopsight.privacy.pseudonym import Pseudonymizer
+from shopsight.data.synthetic import ShopConfig, ShopFiles
 
 KEY_HEX = "5f" * 32
 KEY = bytes.fromhex(KEY_HEX)
@@ -41,19 +40,11 @@ def _isolated_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
 
 
-def _build(path: Path, files: ShopFiles, pz: Pseudonymizer | None) -> None:
-    with Store(path) as st:
-        report = ingest_files(st, files.data_files(), pseudonymizer=pz)
-        assert report.ok, [f.error for f in report.files]
-        clean_store(st, CleanConfig())
-
-
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
     root = tmp_path_factory.mktemp("privacy_shop")
-    files = generate_shop(root / "shop", ShopConfig.small(images=False, seed=11))
-    _build(root / "raw.duckdb", files, None)
-    _build(root / "pseudo.duckdb", files, Pseudonymizer(KEY))
+    files = build_shop(root, ShopConfig.small(images=False, seed=11), store_name="raw.duckdb").files
+    build_shop(root, files=files, store_name="pseudo.duckdb", pseudonymizer=Pseudonymizer(KEY))
     with Store(root / "raw.duckdb", read_only=True) as st:
         ids = sorted(
             {

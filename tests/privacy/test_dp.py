@@ -17,8 +17,8 @@ from shopsight.cli import app
 from shopsight.data.dataset import Dataset
 from shopsight.data.store import Store
 from shopsight.models.artifact import load_artifact, save_artifact
+from shopsight.models.dp import DPBPR, DPConfig, train_dp_bpr
 from shopsight.models.mf import BPRModule
-from shopsight.privacy.dp import DPBPR, DPConfig, train_dp_bpr
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 from shopsight.cli import app
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer, PseudonymKeyError
 from shopsight.data.store import Store
 from shopsight.features.base import Encoded
 from shopsight.features.cache import FeatureCache
 from shopsight.models.artifact import load_artifact, save_artifact
 from shopsight.models.mf import BPR
 from shopsight.privacy.forget import AUDIT_TABLE, audit_log, forget_user, residual_matches
-from shopsight.privacy.pseudonym import Pseudonymizer, PseudonymKeyError
 
 
 class ToyEncoder:

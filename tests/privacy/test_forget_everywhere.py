@@ -40,6 +40,7 @@ from safetensors import safe_open
 from shopsight.data.clean import CleanConfig, clean_store
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import Pseudonymizer
 from shopsight.data.store import Store
 from shopsight.features.base import Encoded
 from shopsight.features.cache import FeatureCache
@@ -50,7 +51,6 @@ from shopsight.personas.core import Personas, build_personas
 from shopsight.personas.report import write_report
 from shopsight.privacy import forget as forget_mod
 from shopsight.privacy.forget import forget_user, journal_dir
-from shopsight.privacy.pseudonym import Pseudonymizer
 
 TOKEN = "t" * 32
 USER_FIELD = re.compile(
@@ -347,6 +347,7 @@ def test_forget_an_unknown_id_touches_nothing(synthetic_site: tuple[Site, str, s
 
 # -- a numeric-id shop ----------------------------------------------------------------------
 @pytest.mark.shared
+@pytest.mark.slow
 def test_forget_in_a_numeric_id_shop_keeps_the_same_numbered_item(
     shared: Any, tmp_path: Path
 ) -> None:

@@ -15,18 +15,18 @@ from typer.testing import CliRunner
 
 from shopsight.cli import app
 from shopsight.data.ingest import ingest_files
+from shopsight.data.pseudonym import (
+    Pseudonymizer,
+    PseudonymKeyError,
+    is_pseudonym,
+    redact_id,
+)
 from shopsight.data.store import Store
 from shopsight.privacy.exports import (
     export_table,
     pseudonymize_records,
     pseudonymize_store,
     pseudonymize_table,
-)
-from shopsight.privacy.pseudonym import (
-    Pseudonymizer,
-    PseudonymKeyError,
-    is_pseudonym,
-    redact_id,
 )
 
 

@@ -22,10 +22,10 @@ import pytest
 
 from shopsight.data.ingest import ingest_files
 from shopsight.data.keys import CONTENT_COLUMNS
+from shopsight.data.pseudonym import Pseudonymizer, keys_are_pseudonymised
 from shopsight.data.schema import KEY_COLUMN
 from shopsight.data.store import Store
 from shopsight.privacy.exports import export_table, pseudonymize_store, pseudonymize_table
-from shopsight.privacy.pseudonym import Pseudonymizer, keys_are_pseudonymised
 
 # Tables whose key is hashed over the user id.
 USER_KEYED = ("events", "reviews", "users")

@@ -7,29 +7,24 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serving_support import TOKEN, Shop, WordHashEncoder, free_port, wait_ready
 
 
 @pytest.fixture(scope="session")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Shop:
-    from shopsight.data.clean import CleanConfig, clean_store
+def shop(tmp_path_factory: pytest.TempPathFactory, build_shop: Any) -> Shop:
     from shopsight.data.dataset import Dataset
-    from shopsight.data.ingest import ingest_files
     from shopsight.data.store import Store
-    from shopsight.data.synthetic import ShopConfig, generate_shop
+    from shopsight.data.synthetic import ShopConfig
     from shopsight.features.pipeline import featurize
     from shopsight.models.artifact import save_artifact
     from shopsight.models.registry import create_model
 
     root = tmp_path_factory.mktemp("serving")
-    files = generate_shop(root / "shop", ShopConfig.small(images=False))
-    store = root / "shop.duckdb"
-    with Store(store) as st:
-        rep = ingest_files(st, files.data_files())
-        assert rep.ok
-        clean_store(st, CleanConfig())
+    store = build_shop(root, ShopConfig.small(images=False)).store
+    with Store(store, read_only=True) as st:
         ds = Dataset.from_store(st)
         fp = st.fingerprint()
     model = create_model("als", factors=16, iterations=8, seed=0).fit(ds)

@@ -43,7 +43,7 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _pz(user: str) -> str:
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
     return Pseudonymizer(KEY.encode()).pseudonymize(user)
 

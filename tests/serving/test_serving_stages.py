@@ -17,10 +17,9 @@ from shopsight.serving.app import create_app
 
 @pytest.mark.slow
 def test_real_predictor_personas_and_explanations(shop: Shop, tmp_path: Path) -> None:
-    predictor_mod = pytest.importorskip("shopsight.prediction.predictor")
-    personas_mod = pytest.importorskip("shopsight.personas.core")
-    pytest.importorskip("shopsight.personas.dashboard")
-    pytest.importorskip("shopsight.explain")
+    from shopsight.personas import core as personas_mod
+    from shopsight.prediction import predictor as predictor_mod
+
     store = copy_store(shop, tmp_path / "store")
     model = tmp_path / "model"
     shutil.copytree(shop.model, model)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from shopsight import distributed as D
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
@@ -28,7 +29,6 @@ from shopsight.data.synthetic import ShopConfig, generate_shop
 from shopsight.models.base import Recommender
 from shopsight.models.mf import BPR, BPRModule
 from shopsight.models.registry import create_model
-from shopsight.training import distributed as D
 from shopsight.training.trainer import CHECKPOINT_JSON, load_checkpoint
 
 PARAMS = {
@@ -74,7 +74,7 @@ def launch(store: Path, model: str, out: Path) -> subprocess.CompletedProcess[st
         "--master_addr=127.0.0.1",
         f"--master_port={free_port()}",
         "-m",
-        "shopsight.training.distributed",
+        "shopsight.app.torchrun",
         "--store",
         str(store),
         "--model",

@@ -21,12 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from safetensors.numpy import load_file
 
+from shopsight.app import parallel
 from shopsight.data.dataset import Dataset
 from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
 from shopsight.data.synthetic import ShopConfig, generate_shop
 from shopsight.models.registry import create_model
-from shopsight.training import parallel
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 TIMEOUT = 300
@@ -175,7 +175,7 @@ import json, sys
 import numpy as np
 from shopsight.features.base import Encoded
 from shopsight.features.cache import FeatureCache
-from shopsight.training import distributed as D
+from shopsight import distributed as D
 
 
 class Fake:
@@ -234,7 +234,7 @@ import json, sys
 import numpy as np
 from shopsight.features.base import Encoded
 from shopsight.features.pipeline import featurize
-from shopsight.training import distributed as D
+from shopsight import distributed as D
 
 
 class Fake:

@@ -5,7 +5,7 @@ One machine: ``--nproc N`` runs ``torchrun --standalone --nproc-per-node N``. Se
 run the same command on each with ``--nnodes M --node-rank R --rdzv-endpoint HOST:PORT`` (HOST is
 node 0's address); torchrun's static rendezvous makes node 0's first worker global rank 0, and
 that node's command prints the result. Store, model and output paths must be on storage every
-node sees. The workers themselves are :mod:`shopsight.training.parallel`.
+node sees. The workers themselves are :mod:`shopsight.app.parallel`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Launch:
 
 def run_job(job: str, kwargs: dict[str, Any], launch: Launch) -> dict[str, Any]:
     """The job in this process, or in ``launch``'s torchrun workers; rank 0's result."""
-    from shopsight.training import parallel
+    from shopsight.app import parallel
 
     if not launch.parallel:
         return parallel.run_single(job, kwargs)
@@ -94,7 +94,7 @@ def run_job(job: str, kwargs: dict[str, Any], launch: Launch) -> dict[str, Any]:
             "torch.distributed.run",
             *launch.torchrun_args(),
             "-m",
-            "shopsight.training.parallel",
+            "shopsight.app.parallel",
             str(spec),
         ]
         try:  # workers' messages go to our stderr (stdout stays for --json)

@@ -89,7 +89,7 @@ def ingest(
     from shopsight.config import parse_column_map
     from shopsight.data.formats import ReadOptions
     from shopsight.data.ingest import ingest_files
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
     defaults = parse_column_map(",".join(default or []), option="--default")
     options = ReadOptions(mapping=parse_column_map(map), target=target, defaults=defaults)

@@ -16,7 +16,7 @@ from shopsight.errors import InputError
 if TYPE_CHECKING:
     from shopsight.data.formats import ReadOptions
     from shopsight.data.ingest import IngestReport
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
 app = group()
 

@@ -14,35 +14,9 @@ import typer
 
 from shopsight.cli._common import JsonOpt, StoreOpt, emit, err, friendly_errors, group, read_lines
 from shopsight.data.store import DEFAULT_STORE, Store
-from shopsight.errors import InputError, MissingFileError
+from shopsight.errors import InputError
 
 app = group()
-
-
-def load_predictor(model_dir: Path | None) -> Any:
-    """The behaviour predictor saved beside a recommender (``<model_dir>/predictor/``), if any."""
-    if model_dir is None or not (model_dir / "predictor").is_dir():
-        return None
-    import importlib
-
-    for where in ("shopsight.prediction", "shopsight.prediction.predictor"):
-        try:
-            klass = getattr(importlib.import_module(where), "FunnelPredictor", None)
-        except ImportError:
-            continue
-        if klass is not None:
-            return klass.load(model_dir / "predictor")
-    return None
-
-
-def _model_artifact(model_dir: Path | None) -> Any:
-    if model_dir is None:
-        return None
-    if not (model_dir / "config.json").exists():
-        raise MissingFileError(f"{model_dir}: not a trained model folder (no config.json)")
-    from shopsight.models.artifact import load_artifact
-
-    return load_artifact(model_dir)
 
 
 @app.command()
@@ -100,7 +74,9 @@ def personas(
         seed=seed,
         time_halves=time_stability,
     )
-    artifact = _model_artifact(model_dir)
+    from shopsight.app.models import load_model, load_predictor
+
+    artifact = None if model_dir is None else load_model(model_dir)
     predictor = load_predictor(model_dir)
     from shopsight.progress import task
 
@@ -185,7 +161,9 @@ def audience(
         raise InputError("--item: needs --model-dir (recommender scores)")
     if out is not None and out.suffix.lower() not in (".csv", ".parquet"):
         raise InputError(f"{out}: expected a .csv or .parquet file name")
-    artifact = _model_artifact(model_dir)
+    from shopsight.app.models import load_model
+
+    artifact = None if model_dir is None else load_model(model_dir)
     with Store(store, read_only=True) as st:
         p = Personas.load(personas_dir) if personas_dir is not None else build_personas(st)
         if category is not None:

@@ -104,8 +104,8 @@ def pseudonymize(
     as_json: JsonOpt = False,
 ) -> None:
     """Keyed pseudonyms: convert a store, pseudonymise ids, or recover raw ids with the key."""
+    from shopsight.data.pseudonym import Pseudonymizer, load_key
     from shopsight.privacy.exports import pseudonymize_store
-    from shopsight.privacy.pseudonym import Pseudonymizer, load_key
 
     if store is None and not id_ and not recover:
         raise InputError("pseudonymize: give --store, --id or --recover")
@@ -247,7 +247,7 @@ def dp_train(
         except TypeError as exc:
             raise InputError(f"--set: {exc}") from None
     elif model_name == "dp_bpr":
-        from shopsight.privacy.dp import DPBPR, DPConfig
+        from shopsight.models.dp import DPBPR, DPConfig
 
         if unit not in (None, "interaction") or max_items_per_user is not None:
             raise InputError(

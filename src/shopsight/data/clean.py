@@ -68,24 +68,13 @@ import duckdb
 import pyarrow as pa
 
 from shopsight.data import schema
+from shopsight.data.schema import BEHAVIOUR_TYPES
 from shopsight.data.store import Store, StoreError
 from shopsight.errors import InputError
 
 CLEAN_SUFFIX: Final[str] = "_clean"
 LOG_TABLE: Final[str] = "cleaning_log"
 
-# Clickstream event types: what the near-duplicate and bot rules look at. Reviews and ratings are
-# explicit feedback with their own duplicate rule and often only day-resolution timestamps.
-BEHAVIOUR_TYPES: Final[tuple[str, ...]] = (
-    "view",
-    "click",
-    "add_to_cart",
-    "remove_from_cart",
-    "purchase",
-    "search",
-    "favorite",
-    "share",
-)
 RATING_TYPES: Final[tuple[str, ...]] = ("review", "rate")
 CONVERSION_TYPES: Final[tuple[str, ...]] = ("add_to_cart", "purchase")
 
@@ -844,6 +833,17 @@ def load_report(store: Store) -> CleanReport | None:
     )
 
 
+def preferred_table(store: Store, name: str) -> str | None:
+    """``<name>_clean`` when it has rows, else ``name`` when it has rows; else whichever exists
+    (the clean one first), None when neither does."""
+    for t in (f"{name}_clean", name):
+        if store.has_table(t) and store.count(t) > 0:
+            return t
+    if store.has_table(f"{name}_clean"):
+        return f"{name}_clean"
+    return name if store.has_table(name) else None
+
+
 def has_clean_tables(store: Store) -> bool:
     """True when every data table has a cleaned copy."""
     return all(store.has_table(clean_name(t)) for t in schema.DATA_TABLES)
@@ -862,4 +862,5 @@ __all__ = [
     "has_clean_tables",
     "ingest_order_sql",
     "load_report",
+    "preferred_table",
 ]

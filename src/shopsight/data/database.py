@@ -42,7 +42,7 @@ from shopsight.data.store import Store, fetch_one
 from shopsight.errors import InputError
 
 if TYPE_CHECKING:
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
 __all__ = ["DatabaseError", "DatabaseSource", "ingest_database", "parse_database_url"]
 
@@ -344,7 +344,7 @@ def ingest_source(
     A source that cannot be read (connection, query, columns) sets ``error`` and leaves the
     store untouched; bad rows inside it go to quarantine.
     """
-    from shopsight.privacy.pseudonym import store_pseudonymizer
+    from shopsight.data.pseudonym import store_pseudonymizer
 
     options = options or ReadOptions()
     pz = store_pseudonymizer(store, pseudonymizer)

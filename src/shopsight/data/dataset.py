@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -60,6 +61,22 @@ DEFAULT_WEIGHTS: Final[dict[str, float | str]] = {
 INTERACTION_TYPES: Final[tuple[str, ...]] = tuple(
     t for t in EVENT_TYPES if t not in schema.ANNOTATION_EVENT_TYPES
 )
+
+
+def event_weight(
+    event_type: str, value: float | None, weights: Mapping[str, float | str] = DEFAULT_WEIGHTS
+) -> float:
+    """The implicit weight of one event: the rule of :meth:`Dataset.row_weights`, for one row.
+
+    ``"value"`` event types (ratings, reviews) weigh their value, 1 when they have none; unknown
+    event types weigh 0 (not an interaction).
+    """
+    w = weights.get(event_type, 0.0)
+    if w == "value":
+        v = None if value is None else float(value)
+        return v if v is not None and math.isfinite(v) else 1.0
+    return float(w)
+
 
 ITEM_COLUMNS: Final[tuple[str, ...]] = (
     "item_id",

@@ -37,7 +37,7 @@ from shopsight.data.validate import (
 )
 
 if TYPE_CHECKING:
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
 _counter = itertools.count()
 
@@ -411,7 +411,7 @@ def _register_pseudonymizer(conn: duckdb.DuckDBPyConnection, pz: Pseudonymizer) 
     import pyarrow as pa
     from duckdb.func import ARROW, SPECIAL
 
-    from shopsight.privacy.pseudonym import redact_id
+    from shopsight.data.pseudonym import redact_id
 
     # Annotations stay Any: DuckDB evaluates them in this module's globals.
     def pseudonym(col: Any) -> Any:
@@ -452,10 +452,10 @@ def ingest_file(
     and leaves the store untouched; bad rows inside a readable file go to quarantine.
 
     With ``pseudonymizer`` (or into a store already pseudonymised, see
-    :func:`shopsight.privacy.pseudonym.store_pseudonymizer`) user ids are stored as keyed
+    :func:`shopsight.data.pseudonym.store_pseudonymizer`) user ids are stored as keyed
     pseudonyms and raw ids are redacted from quarantined raw text.
     """
-    from shopsight.privacy.pseudonym import store_pseudonymizer
+    from shopsight.data.pseudonym import store_pseudonymizer
 
     path = Path(path)
     pz = store_pseudonymizer(store, pseudonymizer)
@@ -498,7 +498,7 @@ def ingest_staged(
     ``ingest_log`` so the next run reads only newer rows. A DuckDB failure sets
     ``report.error`` and leaves the store as it was.
     """
-    from shopsight.privacy.pseudonym import mark_store_pseudonymized
+    from shopsight.data.pseudonym import mark_store_pseudonymized
 
     conn = store.conn
     started = datetime.now(UTC).replace(tzinfo=None)
@@ -567,7 +567,7 @@ def derived_lines(report: IngestReport) -> list[str]:
         )
         why = []
         if d["merged"]:
-            why.append(f"{d['merged']:,} merged (same user, item, time and rating)")
+            why.append(f"{d['merged']:,} merged: same user, item, time and rating")
         if d["no_timestamp"]:
             why.append(f"{d['no_timestamp']:,} without a time (no event)")
         out.append(line + (f" ({'; '.join(why)})" if why else ""))

@@ -52,6 +52,20 @@ EVENT_TYPE_ALIASES: Final[dict[str, str]] = {
 # Event types that may legitimately have no item (a search is about a query, not an item).
 ITEMLESS_EVENT_TYPES: Final[frozenset[str]] = frozenset({"search"})
 
+# Clickstream event types: what the near-duplicate and bot rules look at. Reviews and ratings are
+# explicit feedback with their own duplicate rule and often only day-resolution timestamps.
+BEHAVIOUR_TYPES: Final[tuple[str, ...]] = (
+    "view",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "purchase",
+    "search",
+    "favorite",
+    "share",
+)
+
+
 RATING_MIN: Final[float] = 0.0
 RATING_MAX: Final[float] = (
     10.0  # wide enough for 1-5, 0-5 and 1-10 scales; per-format checks are tighter

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from shopsight.data.clean import BEHAVIOUR_TYPES
+from shopsight.data.schema import BEHAVIOUR_TYPES
 from shopsight.data.store import Store
 
 __all__ = ["PROFILE_TYPES", "ShillingReport", "detect_shilling"]

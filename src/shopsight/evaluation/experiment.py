@@ -42,7 +42,6 @@ from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
-from shopsight.evaluation.rating import RATING_MODELS
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -91,9 +90,7 @@ class ModelSpec:
 
 
 def model_class(name: str) -> type[Recommender]:
-    """A model class by name: the evaluation-side rating models, then the model registry."""
-    if name in RATING_MODELS:
-        return RATING_MODELS[name]
+    """A model class by name (the model registry)."""
     from shopsight.models.registry import get_model_class
 
     return get_model_class(name)
@@ -1085,8 +1082,6 @@ def run_evaluate(
         dataset_name=dataset_name,
     )
     path = Path(store_path)
-    if not path.exists():
-        raise ExperimentError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
         from shopsight.data.support import require_interactions

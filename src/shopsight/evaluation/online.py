@@ -221,7 +221,7 @@ def _report(
         )
     n_imp, t0, t1 = span
     if pseudonymize is None:
-        from shopsight.privacy.pseudonym import Pseudonymizer
+        from shopsight.data.pseudonym import Pseudonymizer
 
         pseudonymize = Pseudonymizer().pseudonymize
     # Event users in the time span, mapped to the impressions' pseudonyms.

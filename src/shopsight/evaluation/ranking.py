@@ -56,6 +56,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 import torch
 
+from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 
 IntArray = npt.NDArray[np.int64]
@@ -74,7 +75,7 @@ class Scorer(Protocol):
     def score(self, users: npt.ArrayLike) -> np.ndarray: ...
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """The evaluation cannot run as asked (one-line message)."""
 
 
@@ -284,7 +285,7 @@ def sharded_by_chunks() -> Iterator[None]:
 def _chunk_shard() -> tuple[int, int] | None:
     if not _SHARDED.get():
         return None
-    from shopsight.training import distributed as D
+    from shopsight import distributed as D
 
     ctx = D.current()
     return (ctx.rank, ctx.world_size) if ctx.distributed else None

@@ -437,8 +437,7 @@ def evaluate_robustness(
     """
     t_start = time.perf_counter()
     base = Path(base_store)
-    if not base.exists():
-        raise RobustnessError(f"{base}: no such store")
+    Store(base, read_only=True).close()  # a missing base store fails here, in one line
     bad = [d for d in defences if d not in DEFENCES]
     if bad:
         raise RobustnessError(f"defences: unknown {bad} (expected some of {list(DEFENCES)})")

@@ -558,8 +558,6 @@ def run_tune(
         progress=progress,
     )
     path = Path(store_path)
-    if not path.exists():
-        raise TuningError(f"{path}: no such store (run `shopsight ingest` first)")
     with Store(path, read_only=True) as store:
         dataset = Dataset.from_store(store)
         from shopsight.data.support import require_interactions

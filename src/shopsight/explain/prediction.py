@@ -40,14 +40,6 @@ def _as_matrix(X: Any) -> npt.NDArray[np.float64]:
     return arr
 
 
-def _is_classifier(model: Any) -> bool:
-    if hasattr(model, "predict_proba"):
-        return True
-    params = getattr(model, "params", None) or {}
-    objective = str(params.get("objective", "")) if isinstance(params, dict) else ""
-    return objective in ("binary", "cross_entropy", "xentropy")
-
-
 def _predict(model: Any, X: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The model's prediction per row: P(positive) for a binary classifier, else the value."""
     if hasattr(model, "predict_proba"):

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 
+from shopsight import distributed as D
 from shopsight.features.base import Encoder
 from shopsight.features.cache import CachedEncoded, FeatureCache
 from shopsight.features.image import ImageEncoder, resolve_image
 from shopsight.features.text import TextEncoder, compose_item_text
-from shopsight.training import distributed as D
 
 ITEMS_FILE = "items.safetensors"
 INDEX_FILE = "items.json"

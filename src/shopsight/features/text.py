@@ -548,6 +548,3 @@ class TfidfEncoder:
             mask,
             {"encoded": int(mask.sum()), "empty": empty, "unknown": int(n - mask.sum() - empty)},
         )
-
-    def fit_encode(self, texts: Sequence[object]) -> Encoded:
-        return self.fit(texts).encode(texts)

@@ -61,18 +61,6 @@ class ModelArtifact:
             if np.isfinite(s)
         ]
 
-    def recommend_for_history(
-        self, item_ids: list[str], k: int = 10, exclude_seen: bool = True
-    ) -> list[dict[str, Any]]:
-        items = [self.item_index(i) for i in item_ids]
-        known = [i for i in items if i >= 0]
-        idx, scores = self.model.recommend_history(known, k, exclude_seen=exclude_seen)
-        return [
-            {"item_id": str(self.item_ids[i]), "score": float(s)}
-            for i, s in zip(idx.tolist(), scores.tolist(), strict=True)
-            if np.isfinite(s)
-        ]
-
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
         i = self.item_index(item_id)
         if i < 0:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -67,6 +67,9 @@ class Recommender(ABC):
     name: ClassVar[str] = "base"
     #: True when the model can score items with no interactions (from their content features).
     handles_cold_items: ClassVar[bool] = False
+    #: What the model learns from: "implicit" (the weighted interactions) or "explicit" (the
+    #: ratings, ``dataset.ratings``).
+    learns_from: ClassVar[str] = "implicit"
 
     # -- scikit-learn style parameters ---------------------------------------------------
     @classmethod
@@ -282,19 +285,32 @@ class Recommender(ABC):
         (d / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         return d
 
+    #: How a model name becomes its class: :func:`shopsight.models.registry.get_model_class`,
+    #: installed by the registry (imported with the package), so this module needs no import
+    #: of the registry and the registry's lazy imports of model modules make no cycle.
+    _resolver: ClassVar[Callable[[str], type[Recommender]] | None] = None
+
+    @staticmethod
+    def class_named(name: str) -> type[Recommender]:
+        """The model class saved or configured under ``name`` (through the registry)."""
+        if Recommender._resolver is not None:
+            return Recommender._resolver(name)
+        found = [k for k in _all_subclasses(Recommender) if k.__dict__.get("name") == name]
+        if len(found) != 1:
+            raise InputError(f"unknown model {name!r}")
+        return found[0]
+
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
         """Load any saved model; on a subclass, checks the saved model is of that class."""
         from safetensors.numpy import load_file
-
-        from shopsight.models.registry import get_model_class
 
         d = Path(path)
         cfg_path = d / "config.json"
         if not cfg_path.exists():
             raise MissingFileError(f"{d}: no config.json (not a saved shopsight model)")
         config = json.loads(cfg_path.read_text())
-        klass = get_model_class(config["model"])
+        klass = Recommender.class_named(config["model"])
         if cls is not Recommender and not issubclass(klass, cls):
             raise TypeError(f"{d} holds a {config['model']} model, not {cls.name}")
         model = klass(**config["params"])
@@ -311,5 +327,11 @@ class Recommender(ABC):
         return model
 
 
-def as_index_array(values: Sequence[int] | npt.ArrayLike) -> IntArray:
-    return np.atleast_1d(np.asarray(values, dtype=np.int64))
+def _all_subclasses(klass: type) -> list[type[Recommender]]:
+    out: list[type[Recommender]] = []
+    todo: list[type[Recommender]] = list(klass.__subclasses__())
+    while todo:
+        k = todo.pop()
+        out.append(k)
+        todo.extend(k.__subclasses__())
+    return out

@@ -106,13 +106,6 @@ class ItemContent:
     def dims(self) -> dict[str, int]:
         return {m: int(x.shape[1]) for m, x in self.features.items()}
 
-    def any_mask(self) -> BoolArray:
-        """Items with at least one modality."""
-        out = np.zeros(self.n_items, bool)
-        for m in self.masks.values():
-            out |= m
-        return out
-
     def coverage(self) -> dict[str, float]:
         return {m: float(mask.mean()) if len(mask) else 0.0 for m, mask in self.masks.items()}
 

@@ -57,7 +57,6 @@ import scipy.sparse as sp
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.itemknn import feedback_matrix, feedback_vector
-from shopsight.models.registry import register
 from shopsight.training.trainer import derive_seed
 
 if TYPE_CHECKING:
@@ -217,7 +216,6 @@ def release_statistics(
     return Release(counts, items, gram, count_std, gram_std, c)
 
 
-@register
 class PrivateEASE(Recommender):
     """EASE on a differentially private Gram, private popularity for cold users (see module).
 

@@ -24,7 +24,6 @@ import scipy.sparse as sp
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.itemknn import Feedback, feedback_matrix, feedback_vector
-from shopsight.models.registry import register
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
@@ -34,7 +33,6 @@ class TooManyItemsError(InputError):
     """EASE's dense item-item model would not fit the configured limit."""
 
 
-@register
 class EASE(Recommender):
     """EASE^R closed-form item-item model (see the module docstring)."""
 

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, standardize, torch_threads
@@ -53,9 +54,7 @@ from shopsight.models.mf import (
     bpr_user_vector,
     transform_weights,
 )
-from shopsight.models.registry import register
 from shopsight.models.vbpr import warm_items
-from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,
@@ -267,7 +266,6 @@ class FreedomModule(nn.Module):
 # =============================================================================================
 
 
-@register
 class FREEDOM(ContentMixin, Recommender):
     """FREEDOM-style multimodal graph recommender (see the module docstring).
 
@@ -392,14 +390,7 @@ class FREEDOM(ContentMixin, Recommender):
             weighting=self.positive_weighting,
             samples_per_epoch=self.samples_per_epoch,
         )
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="adam",
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params(), optimizer="adam")
         validate = validation_fn(self, self._module_scores, valid, seed=self.seed)
         self.train_result_: TrainResult = Trainer(module, config).fit(
             lambda epoch: self._batches(sampler, epoch), validate

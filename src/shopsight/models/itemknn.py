@@ -29,7 +29,6 @@ import scipy.sparse as sp
 
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
-from shopsight.models.registry import register
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
@@ -118,7 +117,6 @@ def knn_similarity(
     )
 
 
-@register
 class ItemKNN(Recommender):
     """Item-item cosine neighbours (see the module docstring)."""
 

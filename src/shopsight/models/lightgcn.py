@@ -33,7 +33,6 @@ from torch import nn
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.mf import PairSampler, Weighting, bpr_loss, fit_pairwise, transform_weights
-from shopsight.models.registry import register
 from shopsight.training.trainer import TrainConfig, derive_seed, validation_fn
 
 if TYPE_CHECKING:
@@ -113,7 +112,6 @@ class LightGCNModule(nn.Module):
         return scale * (loss + self.l2 * reg).sum()
 
 
-@register
 class LightGCN(Recommender):
     """LightGCN with BPR (see the module docstring).
 
@@ -179,14 +177,7 @@ class LightGCN(Recommender):
             weighting=self.positive_weighting,
             samples_per_epoch=self.samples_per_epoch,
         )
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            lr_schedule=self.lr_schedule,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params())
 
         def scorer() -> Callable[[IntArray], FloatArray]:
             # one propagation per evaluation, shared by all batches of users

@@ -22,7 +22,6 @@ import numpy.typing as npt
 
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
-from shopsight.models.registry import register
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 _DAY_US = 86_400 * 1_000_000
 
 
-@register
 class Popularity(Recommender):
     """Item popularity by weighted event counts, optionally recent (see the module docstring)."""
 

@@ -30,7 +30,6 @@ import numpy.typing as npt
 
 from shopsight.errors import InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
-from shopsight.models.registry import get_model_class, register
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -71,7 +70,6 @@ def _kind(arr: np.ndarray, dtype: str, min_elements: int) -> str:
     return "float16"
 
 
-@register
 class QuantizedRecommender(Recommender):
     """A trained model whose float tables are stored as int8 / float16 (module docstring).
 
@@ -101,7 +99,7 @@ class QuantizedRecommender(Recommender):
 
     # -- building ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
-        inner = get_model_class(self.model_name)(**(self.model_params or {}))
+        inner = Recommender.class_named(self.model_name)(**(self.model_params or {}))
         self._wrap(inner.fit(dataset, valid))
 
     def _wrap(self, inner: Recommender) -> None:
@@ -110,8 +108,10 @@ class QuantizedRecommender(Recommender):
         inner._check_fitted()
         if isinstance(inner, QuantizedRecommender):
             raise InputError("the model is already quantised")
-        self.model_name = inner.name
-        self.model_params = inner.get_params()
+        # The wrapped model as built (its full params), learnt like any fitted attribute: the
+        # user's own params are never changed by fit (scikit-learn's rule).
+        self.inner_name_ = inner.name
+        self.inner_params_: dict[str, Any] = inner.get_params()
         self.n_users_, self.n_items_ = inner.n_users_, inner.n_items_
         self.seen_ = inner.seen_
         self.item_popularity_ = inner.item_popularity_
@@ -143,7 +143,7 @@ class QuantizedRecommender(Recommender):
         return out
 
     def _rebuild(self) -> None:
-        inner = get_model_class(self.model_name)(**(self.model_params or {}))
+        inner = Recommender.class_named(self.inner_name_)(**self.inner_params_)
         inner.n_users_, inner.n_items_ = self.n_users_, self.n_items_
         inner.seen_ = self.seen_
         inner.item_popularity_ = self.item_popularity_
@@ -173,12 +173,20 @@ class QuantizedRecommender(Recommender):
         return dict(self.packed_)
 
     def _meta(self) -> dict[str, Any]:
-        return {"inner_meta": self.inner_meta_, "kinds": self.kinds_}
+        return {
+            "inner_meta": self.inner_meta_,
+            "kinds": self.kinds_,
+            "inner_name": self.inner_name_,
+            "inner_params": self.inner_params_,
+        }
 
     def _load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.inner_meta_ = dict(meta["inner_meta"])
         self.kinds_ = {str(k): str(v) for k, v in meta["kinds"].items()}
         self.packed_ = dict(arrays)
+        # Saves before the inner model was recorded apart kept it in the params.
+        self.inner_name_ = str(meta.get("inner_name", self.model_name))
+        self.inner_params_ = dict(meta.get("inner_params", self.model_params or {}))
         self._rebuild()
 
 
@@ -186,7 +194,7 @@ def quantize_model(
     model: Recommender, dtype: QDtype = "int8", *, min_elements: int = 1024
 ) -> QuantizedRecommender:
     """A copy of a fitted model whose float tables are stored as ``dtype`` (see the module)."""
-    q = QuantizedRecommender(dtype=dtype, min_elements=min_elements)
+    q = QuantizedRecommender(model.name, model.get_params(), dtype=dtype, min_elements=min_elements)
     q._wrap(model)
     return q
 

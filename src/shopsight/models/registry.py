@@ -1,14 +1,17 @@
-"""Model registry: ``--model NAME`` finds the class; each model module registers itself."""
+"""Model registry: ``--model NAME`` finds the class.
+
+Built-in models are listed here by module and loaded on first use (so ``import shopsight``
+stays light); a model defined elsewhere (a private one, a test's) joins with :func:`register`.
+Model modules do not import the registry: it is the one place that knows them all.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from shopsight.errors import InputError
-
-if TYPE_CHECKING:
-    from shopsight.models.base import Recommender
+from shopsight.models.base import Recommender
 
 T = TypeVar("T", bound="type[Recommender]")
 
@@ -25,9 +28,11 @@ BUILTIN: dict[str, str] = {
     "vbpr": "shopsight.models.vbpr",
     "freedom": "shopsight.models.freedom",
     "sasrec": "shopsight.models.sasrec",
-    "dp_bpr": "shopsight.privacy.dp",
+    "dp_bpr": "shopsight.models.dp",
     "dp": "shopsight.models.dp_ease",
     "quantized": "shopsight.models.quantize",
+    "biasedmf": "shopsight.models.rating",
+    "bayesmf": "shopsight.models.rating",
 }
 
 
@@ -37,9 +42,24 @@ def register(cls: T) -> T:
     return cls
 
 
+def _builtin(name: str) -> type[Recommender] | None:
+    module = importlib.import_module(BUILTIN[name])
+    for value in vars(module).values():
+        if (
+            isinstance(value, type)
+            and issubclass(value, Recommender)
+            and value.__dict__.get("name") == name
+            and value.__module__ == module.__name__
+        ):
+            return value
+    return None
+
+
 def get_model_class(name: str) -> type[Recommender]:
     if name not in _MODELS and name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
+        klass = _builtin(name)
+        if klass is not None:
+            _MODELS[name] = klass
     if name not in _MODELS:
         raise InputError(f"unknown model {name!r} (known: {', '.join(available_models())})")
     return _MODELS[name]
@@ -52,3 +72,6 @@ def available_models() -> list[str]:
 def create_model(name: str, **params: Any) -> Recommender:
     """A model by registry name with its documented defaults, overridden by ``params``."""
     return get_model_class(name)(**params)
+
+
+Recommender._resolver = get_model_class

@@ -56,12 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.data.dataset import EVENT_TYPES
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
-from shopsight.models.registry import register
-from shopsight.training import distributed as D
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,
@@ -407,7 +406,6 @@ def _left_pad(
 # =============================================================================================
 
 
-@register
 class SASRec(ContentMixin, Recommender):
     """Self-attentive sequential recommendation (see the module docstring).
 
@@ -590,16 +588,7 @@ class SASRec(ContentMixin, Recommender):
         net.eval()
 
     def _train_config(self) -> TrainConfig:
-        return TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer="adam",
-            weight_decay=self.weight_decay,
-            grad_clip=self.grad_clip,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        return TrainConfig.from_params(self.get_params(), optimizer="adam")
 
     def _batches(
         self,

@@ -44,7 +44,6 @@ from shopsight.models.mf import (
     fit_pairwise,
     transform_weights,
 )
-from shopsight.models.registry import register
 from shopsight.training.trainer import TrainConfig, TrainResult, derive_seed, validation_fn
 
 if TYPE_CHECKING:
@@ -148,7 +147,6 @@ class VBPRModule(BPRModule):
         return s + self.theta(users) @ self.content_vectors().T + self.content_bias()[None, :]
 
 
-@register
 class VBPR(ContentMixin, Recommender):
     """Visual (and textual) BPR; see the module docstring.
 
@@ -256,15 +254,7 @@ class VBPR(ContentMixin, Recommender):
         self._f_all = torch.from_numpy(f_all)
         self._warm = warm
         self.module_ = module
-        config = TrainConfig(
-            epochs=self.epochs,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            lr_schedule=self.lr_schedule,
-            patience=self.patience,
-            eval_every=self.eval_every,
-            seed=self.seed,
-        )
+        config = TrainConfig.from_params(self.get_params())
         validate = validation_fn(self, self._module_scores, valid, seed=self.seed)
         self.train_result_: TrainResult = fit_pairwise(
             module, sampler, config, batch_size=self.batch_size, validate=validate

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shopsight.personas.core import Personas, build_personas, demo_step
+    from shopsight.personas.core import Personas, build_personas
+    from shopsight.personas.demo import demo_step
     from shopsight.personas.profile import ProfileConfig
     from shopsight.personas.segments import SegmentConfig
 
@@ -17,7 +18,7 @@ __all__ = ["Personas", "ProfileConfig", "SegmentConfig", "build_personas", "demo
 _WHERE = {
     "Personas": "shopsight.personas.core",
     "build_personas": "shopsight.personas.core",
-    "demo_step": "shopsight.personas.core",
+    "demo_step": "shopsight.personas.demo",
     "ProfileConfig": "shopsight.personas.profile",
     "SegmentConfig": "shopsight.personas.segments",
 }

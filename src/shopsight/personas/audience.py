@@ -179,7 +179,7 @@ def _artifact_scores(
 
     art = load_artifact(artifact) if isinstance(artifact, str | Path) else artifact
     if p._pseudo is None:
-        from shopsight.privacy.pseudonym import Pseudonymizer
+        from shopsight.data.pseudonym import Pseudonymizer
 
         p._pseudo = Pseudonymizer()
     # Artifacts hold raw ids; map our pseudonyms back through the artifact's own id list.

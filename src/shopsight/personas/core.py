@@ -1,7 +1,7 @@
 """``build_personas``: profiles + segments + 2-D map, held by a JSON-ready ``Personas`` object.
 
 Privacy by design: a ``Personas`` object never holds raw user ids. They are replaced by keyed
-HMAC pseudonyms (:class:`shopsight.privacy.pseudonym.Pseudonymizer`) as soon as the profiles
+HMAC pseudonyms (:class:`shopsight.data.pseudonym.Pseudonymizer`) as soon as the profiles
 are computed; a raw id given to :meth:`Personas.profile` is pseudonymised with the same key to
 look it up. Segments below ``k_min`` users are merged or suppressed (see ``segments.py``).
 
@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from shopsight.data.pseudonym import Pseudonymizer, is_pseudonym
 from shopsight.data.store import Store
 from shopsight.errors import MissingFileError
 from shopsight.personas.profile import (
@@ -43,7 +44,6 @@ from shopsight.personas.segments import (
     feature_matrix,
     unique_names,
 )
-from shopsight.privacy.pseudonym import Pseudonymizer, is_pseudonym
 
 USERS_FILE = "users.parquet"
 AFFINITIES_FILE = "affinities.parquet"
@@ -990,17 +990,3 @@ def _mean(x: np.ndarray) -> float | None:
     x = np.asarray(x, np.float64)
     x = x[np.isfinite(x)]
     return round(float(x.mean()), 4) if len(x) else None
-
-
-def demo_step(store: Store, out_dir: Path) -> dict[str, Any]:
-    """What ``shopsight demo`` runs for personas: build, save, write the report; a summary.
-
-    Writes ``<out_dir>/personas/`` (the saved object) and ``<out_dir>/personas.html``.
-    """
-    from shopsight.personas.report import write_report
-
-    out = Path(out_dir)
-    p = build_personas(store)
-    saved = p.save(out / "personas")
-    report = write_report(p, out / "personas.html", title="Synthetic shop personas")
-    return {"report": str(report), "saved": str(saved), **p.summary()}

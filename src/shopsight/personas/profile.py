@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shopsight.data.clean import preferred_table
 from shopsight.data.store import Store, fetch_one
 from shopsight.errors import DataError
 
@@ -212,13 +213,7 @@ class ProfileTables:
         return self.scalars.num_rows
 
 
-def _table(store: Store, name: str) -> str | None:
-    for t in (f"{name}_clean", name):
-        if store.has_table(t) and store.count(t) > 0:
-            return t
-    if store.has_table(f"{name}_clean"):
-        return f"{name}_clean"
-    return name if store.has_table(name) else None
+_table = preferred_table  # the name the persona modules use
 
 
 def _lit(words: frozenset[str]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -986,8 +985,3 @@ def _screenshots(
     finally:
         page.close()
     return written
-
-
-def report_json(p: Personas) -> str:
-    """The segments as JSON (for tooling next to the HTML)."""
-    return json.dumps(p.segments(), default=str)

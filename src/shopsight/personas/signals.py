@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from shopsight.data.clean import preferred_table
 from shopsight.data.store import Store, fetch_one
 
 SIGNALS: Final[tuple[str, ...]] = (
@@ -65,10 +66,7 @@ def _n(v: Any) -> int:
     return int(v or 0)
 
 
-def _table(store: Store, name: str) -> str | None:
-    from shopsight.personas.profile import _table as pick
-
-    return pick(store, name)
+_table = preferred_table
 
 
 def signal_inventory(store: Store) -> dict[str, dict[str, Any]]:

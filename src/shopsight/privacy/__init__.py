@@ -1,10 +1,10 @@
 """shopsight.privacy: pseudonymous ids, the right to be forgotten, differentially private training.
 
-- :mod:`~shopsight.privacy.pseudonym`: keyed HMAC pseudonyms (:class:`Pseudonymizer`), the key
+- :mod:`~shopsight.data.pseudonym`: keyed HMAC pseudonyms (:class:`Pseudonymizer`), the key
   kept outside the store; ingest takes ``pseudonymizer=`` to store pseudonyms only.
 - :mod:`~shopsight.privacy.exports`: pseudonymised exports/reports, converting a raw-id store.
 - :mod:`~shopsight.privacy.forget`: :func:`forget_user` removes a user everywhere, with audit.
-- :mod:`~shopsight.privacy.dp`: DP-SGD training (Opacus) with the epsilon spent
+- :mod:`~shopsight.models.dp`: DP-SGD training (Opacus) with the epsilon spent
   (``DPConfig``, ``DPBPR``; imported lazily: it needs torch).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopsight.data.pseudonym import Pseudonymizer, PseudonymKeyError, is_pseudonym, load_key
 from shopsight.privacy.forget import audit_log, forget_user, forget_users
-from shopsight.privacy.pseudonym import Pseudonymizer, PseudonymKeyError, is_pseudonym, load_key
 
 __all__ = [
     "DPBPR",

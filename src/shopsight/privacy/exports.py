@@ -18,15 +18,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from shopsight.data.store import Store, StoreError, fetch_one
-from shopsight.errors import InputError
-from shopsight.privacy.pseudonym import (
+from shopsight.data.pseudonym import (
     META_KEY,
     Pseudonymizer,
     PseudonymKeyError,
     is_pseudonym,
     mark_store_pseudonymized,
 )
+from shopsight.data.store import Store, StoreError, fetch_one
+from shopsight.errors import InputError
 
 __all__ = [
     "export_table",
@@ -114,7 +114,7 @@ def export_table(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from shopsight.privacy.pseudonym import keys_are_pseudonymised
+    from shopsight.data.pseudonym import keys_are_pseudonymised
 
     if not store.has_table(table):
         raise StoreError(f"{store.path}: no table {table!r}")

@@ -51,15 +51,15 @@ from typing import Any
 
 import numpy as np
 
-from shopsight.data.store import Store, StoreError, fetch_one
-from shopsight.errors import InputError
-from shopsight.privacy.pseudonym import (
+from shopsight.data.pseudonym import (
     META_KEY,
     Pseudonymizer,
     PseudonymKeyError,
     is_pseudonym,
     load_key,
 )
+from shopsight.data.store import Store, StoreError, fetch_one
+from shopsight.errors import InputError
 
 __all__ = [
     "AUDIT_TABLE",

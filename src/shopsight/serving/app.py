@@ -120,13 +120,11 @@ def create_app(
     """
     store_path = Path(store_path)
     model_dir = Path(model_dir)
-    if not store_path.exists():
-        raise FileNotFoundError(f"{store_path}: no such store")
     policy = AccessPolicy(admin_token=token, read_token=read_token)
     root = (Path(models_root) if models_root is not None else model_dir.resolve().parent).resolve()
     if not model_dir.resolve().is_relative_to(root):
         raise InputError(f"{model_dir}: not below the models folder {root}")
-    store = Store(store_path, read_only=read_only)
+    store = Store(store_path, read_only=read_only, create=False)
     lock = threading.Lock()
     experiment = None
 

@@ -4,7 +4,7 @@ A request only appends one small tuple (time, user key, variant, deployment, ran
 indices) to an in-memory buffer; a background thread turns the buffer into rows every
 ``flush_seconds`` and appends them in one batched insert, under the store lock, to the
 ``impressions`` table (one row per served item and position). User ids are stored as keyed
-pseudonyms (HMAC, ``shopsight.privacy.pseudonym``; a pseudonymised store's ids already are),
+pseudonyms (HMAC, ``shopsight.data.pseudonym``; a pseudonymised store's ids already are),
 computed on the writer thread too. A read-only store (several workers) cannot be written: the
 writer then appends Parquet files to the store's private spool folder
 (``<store>.spool/impressions/``), which ``shopsight online-report`` reads beside the table.
@@ -224,6 +224,6 @@ class ImpressionLog:
 
 
 def _default_pseudonymizer() -> Callable[[str], str]:
-    from shopsight.privacy.pseudonym import Pseudonymizer
+    from shopsight.data.pseudonym import Pseudonymizer
 
     return Pseudonymizer().pseudonymize

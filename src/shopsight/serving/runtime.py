@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 
+from shopsight.app.explain import IndexedHistory
+from shopsight.app.explain import explain_ranked as app_explain_ranked
 from shopsight.data.store import Store
 from shopsight.serving import schemas as S
 from shopsight.serving.auth import AccessPolicy
@@ -157,7 +159,7 @@ class Runtime:
         """The id the store and model know a user by (its pseudonym in a pseudonymised store)."""
         if self.pseudonymizer is None:
             return user_id
-        from shopsight.privacy.pseudonym import is_pseudonym
+        from shopsight.data.pseudonym import is_pseudonym
 
         return user_id if is_pseudonym(user_id) else self.pseudonymizer(user_id)
 
@@ -220,28 +222,25 @@ def items_out(
 
 
 def explain_ranked(
-    rt: Runtime, dep: Deployment, ranked: Ranked, history: tuple[np.ndarray, np.ndarray]
+    rt: Runtime,
+    dep: Deployment,
+    ranked: Ranked,
+    history: tuple[np.ndarray, np.ndarray] | IndexedHistory,
 ) -> dict[int, dict[str, Any]]:
-    fn = rt.explain_fn
-    if fn is None:
-        try:
-            from shopsight.explain import explain_items  # type: ignore[attr-defined]
-        except ImportError:
-            raise HTTPException(
-                501, "explanations are not available: shopsight.explain has no explain_items"
-            ) from None
-        fn = explain_items
-    titles = [t or str(dep.artifact.item_ids[i]) for i, t in enumerate(dep.catalogue.titles)]
-    result = fn(
-        dep.model,
-        history[0],
-        history[1],
+    """Explanations of the ranked items by item index (:func:`shopsight.app.explain_ranked`,
+    the same function ``shopsight explain`` uses)."""
+    if isinstance(history, tuple):
+        history = IndexedHistory(*history)
+    result = app_explain_ranked(
+        dep.artifact,
+        history,
         ranked.items,
-        item_titles=titles,
+        dep.catalogue.titles,
         content=rt.content_for_explain(dep),
         top=3,
+        explain_fn=rt.explain_fn,
     )
-    return {int(e["item"]): jsonable(e) for e in result}
+    return {int(i): jsonable(e) for i, e in zip(ranked.items.tolist(), result, strict=True)}
 
 
 def recommend_one(
@@ -257,7 +256,9 @@ def recommend_one(
     ranked = rank_user(dep, rt.live, key, k, exclude_seen, allowed)
     explanations = None
     if with_explain:
-        hist = ranked.history or user_history_for_explain(dep, rt.live, key)
+        hist = ranked.history or user_history_for_explain(
+            dep, rt.live, key, rt.store, rt.store_lock
+        )
         explanations = explain_ranked(rt, dep, ranked, hist)
     rt.log_served("user", key, dep, ranked)
     return {
@@ -334,10 +335,8 @@ def do_reload(rt: Runtime, target: Path) -> None:
 
 def store_pseudonymizer(store: Store) -> Callable[[str], str] | None:
     """A pseudonymised store's id mapping (raw ids in requests; pseudonyms stored)."""
-    try:
-        from shopsight.privacy.pseudonym import store_pseudonymizer as make
-    except ImportError:
-        return None
+    from shopsight.data.pseudonym import store_pseudonymizer as make
+
     try:
         pz = make(store)
     except ValueError as exc:  # pseudonymised, but its key is not set here

@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shopsight.data.dataset import DEFAULT_WEIGHTS
+from shopsight.app.explain import IndexedHistory, align_content, index_history, normalise_rows
+from shopsight.data.dataset import event_weight
 from shopsight.data.store import Store
 from shopsight.models.artifact import ModelArtifact, load_artifact
 from shopsight.models.base import FloatArray, IntArray, topk
@@ -61,32 +62,17 @@ ForgetFn = Callable[..., dict[str, Any]]
 
 
 def load_predictor(model_dir: Path) -> Predictor | None:
-    """``<model_dir>/predictor`` through ``shopsight.prediction``, when both exist."""
-    d = model_dir / "predictor"
-    if not d.is_dir():
-        return None
-    import importlib
+    """``<model_dir>/predictor`` when it exists (:func:`shopsight.app.models.load_predictor`)."""
+    from shopsight.app.models import load_predictor as load
 
-    for where in ("shopsight.prediction", "shopsight.prediction.predictor"):
-        try:
-            klass = getattr(importlib.import_module(where), "FunnelPredictor")  # noqa: B009
-        except (ImportError, AttributeError):
-            continue
-        return klass.load(d)  # type: ignore[no-any-return]
-    log.warning("%s exists but shopsight.prediction has no FunnelPredictor", d)
-    return None
+    return load(model_dir)
 
 
 def load_personas(model_dir: Path) -> PersonaBook | None:
-    d = model_dir / "personas"
-    if not d.is_dir():
-        return None
-    try:
-        from shopsight.personas import Personas  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning("%s exists but shopsight.personas has no Personas", d)
-        return None
-    return Personas.load(d)  # type: ignore[no-any-return]
+    """``<model_dir>/personas`` when it exists (:func:`shopsight.app.models.load_personas`)."""
+    from shopsight.app.models import load_personas as load
+
+    return load(model_dir)
 
 
 # ------------------------------------------------------------------------------ catalogue
@@ -173,7 +159,7 @@ class ContentIndex:
         vectors: dict[str, np.ndarray] = {}
         masks: dict[str, np.ndarray] = {}
         for name, (x, m) in mods.items():
-            vectors[name] = _normalise(np.asarray(x, np.float32))
+            vectors[name] = normalise_rows(np.asarray(x, np.float32))
             masks[name] = np.asarray(m, bool)
         fuse_in = dict(mods)
         if behaviour:
@@ -187,7 +173,7 @@ class ContentIndex:
             if bm.any():
                 fuse_in["behaviour"] = (bx, bm)
         fused = ConcatFusion().fit_transform(fuse_in)
-        vectors["fused"] = _normalise(fused.vectors)
+        vectors["fused"] = normalise_rows(fused.vectors)
         masks["fused"] = fused.mask
         row = {item: i for i, item in enumerate(feats.item_ids)}
         return cls(item_ids=feats.item_ids, vectors=vectors, masks=masks, row=row)
@@ -209,21 +195,7 @@ class ContentIndex:
 
     def aligned(self, item_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Text/image vectors aligned with the model's item indices (zero where missing)."""
-        out: dict[str, np.ndarray] = {}
-        pos = np.array([self.row.get(str(t), -1) for t in item_ids.tolist()], np.int64)
-        for name in ("text", "image"):
-            if name not in self.vectors:
-                continue
-            x, m = self.vectors[name], self.masks[name]
-            a = np.zeros((len(item_ids), x.shape[1]), np.float32)
-            ok = (pos >= 0) & m[np.maximum(pos, 0)]
-            a[ok] = x[pos[ok]]
-            out[name] = a
-        return out
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return align_content(self.row, self.vectors, self.masks, item_ids)
 
 
 # ------------------------------------------------------------------------------ deployment
@@ -328,14 +300,6 @@ def load_deployment(
 EventKey = tuple[Any, ...]
 
 
-def event_weight(event_type: str, value: float | None) -> float:
-    """The implicit weight of one event, as in ``Dataset.implicit`` (DEFAULT_WEIGHTS)."""
-    w = DEFAULT_WEIGHTS.get(event_type, 0.0)
-    if w == "value":
-        return float(value) if value is not None and np.isfinite(value) else 1.0
-    return float(w)
-
-
 @dataclass
 class LiveUser:
     items: list[str] = field(default_factory=list)
@@ -427,25 +391,6 @@ def load_user_history(store: Store, user_id: str) -> LiveUser:
 
 
 # ------------------------------------------------------------------------------ events
-@dataclass
-class EventsResult:
-    received: int
-    stored: int
-    duplicates: int
-    quarantined: int
-    rejected: list[dict[str, Any]]
-    users: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "stored": self.stored,
-            "duplicates": self.duplicates,
-            "quarantined": self.quarantined,
-            "rejected": self.rejected,
-        }
-
-
 def _trim_id(value: object) -> str | None:
     if value is None:
         return None
@@ -601,14 +546,19 @@ def rank_session(
 
 
 def user_history_for_explain(
-    dep: Deployment, live: LiveState, user_id: str
-) -> tuple[IntArray, FloatArray]:
+    dep: Deployment, live: LiveState, user_id: str, store: Store, store_lock: threading.Lock
+) -> IndexedHistory:
+    """The history a user's recommendations are explained by: their live history when held,
+    else their stored one (:func:`shopsight.data.history.user_history`, as ``shopsight
+    explain`` reads it)."""
+    from shopsight.data.history import UserHistory, user_history
+
     hist = live.history(user_id)
     if hist is not None:
-        return _history_indices(dep, *hist)
-    uidx = -1 if live.is_forgotten(user_id) else dep.artifact.user_index(user_id)
-    if uidx < 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    ip, ind = dep.model.seen_.indptr, dep.model.seen_.indices
-    items = ind[ip[uidx] : ip[uidx + 1]].astype(np.int64)
-    return items, np.ones(len(items), np.float32)
+        h_idx, h_w = _history_indices(dep, *hist)
+        return IndexedHistory(h_idx, h_w)
+    if live.is_forgotten(user_id):
+        return index_history(dep.artifact, UserHistory())
+    with store_lock:
+        stored = user_history(store, user_id)
+    return index_history(dep.artifact, stored)

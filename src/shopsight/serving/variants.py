@@ -123,7 +123,7 @@ def load_experiment(
 ) -> Experiment:
     """Load every variant's deployment with ``load`` (in parallel threads) into an experiment."""
     if key is None:
-        from shopsight.privacy.pseudonym import load_key
+        from shopsight.data.pseudonym import load_key
 
         key = load_key()
     deps: dict[str, Deployment] = {}

@@ -13,7 +13,7 @@ The loop adds: seeding (``torch.manual_seed`` from ``(seed, epoch, rank)`` at ea
 deterministic algorithms while training, an optimiser (Adam, AdamW, SGD, Adagrad), a per-epoch
 learning-rate schedule with warm-up, gradient clipping, early stopping with patience, restoring
 the best weights, a ``rich`` progress bar, resumable checkpoints (safetensors + JSON, never
-pickle), DDP when a process group is up (see :mod:`shopsight.training.distributed`), and a
+pickle), DDP when a process group is up (see :mod:`shopsight.distributed`), and a
 history of loss / metric / learning rate / time per epoch for the run manifest.
 
 Options that are about *a run* rather than the model (where to checkpoint, whether to show a
@@ -27,16 +27,17 @@ hyper-parameters stay plain JSON-able values::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -44,12 +45,11 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from shopsight import distributed as D
 from shopsight.errors import StateError
-from shopsight.training import distributed as D
 
 if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
-    from shopsight.models.base import Recommender
 
 Batch = tuple[Any, ...]
 Optimizer = Literal["adam", "adamw", "sgd", "adagrad"]
@@ -79,6 +79,13 @@ class TrainConfig:
     # PyTorch's fused Adam/AdamW kernel: the same update in one pass, about 2.5x cheaper per
     # step on CPU. Off by default so recorded results of other models stay bit-reproducible.
     fused_optimizer: bool = False
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+        """The loop settings among a model's parameters (``model.get_params()``: the ones
+        named like a field here), then ``overrides``: how every trained model builds one."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
     def __post_init__(self) -> None:
         def bad(name: str, expected: str) -> TrainingError:
@@ -519,8 +526,17 @@ def ranking_ndcg(
 ScoreFn = Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]]
 
 
+class TrainedModel(Protocol):
+    """What the loop's helpers need of a model (a ``Recommender``; models sit above training)."""
+
+    name: ClassVar[str]
+    seen_: Any
+
+    def get_params(self) -> dict[str, Any]: ...
+
+
 def validation_fn(
-    model: Recommender,
+    model: TrainedModel,
     score_fn: ScoreFn | None,
     valid: Dataset | None,
     *,
@@ -553,7 +569,7 @@ def validation_fn(
 
 
 def run_manifest(
-    model: Recommender,
+    model: TrainedModel,
     dataset: Dataset | None = None,
     *,
     result: TrainResult | None = None,

@@ -6,11 +6,11 @@ format, in priority order, whether it recognises the file from its name and firs
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from shopsight.data.formats._util import is_binary, looks_binary, read_head
 from shopsight.data.staging import FormatError, StagedSource
 
 
@@ -53,41 +53,6 @@ def register(fmt: Format) -> Format:
     return fmt
 
 
-def read_head(path: Path, n: int = 65536) -> bytes:
-    """First bytes of a file, decompressed when gzipped (a truncated gzip still gives a head)."""
-    if not path.exists():
-        raise FormatError(f"{path}: no such file")
-    if path.is_dir():
-        raise FormatError(f"{path}: is a directory, expected a file")
-    with path.open("rb") as fh:
-        raw = fh.read(n)
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as gz:
-                return gz.read(n)
-        except (OSError, EOFError):
-            # Truncated or corrupt stream: give what decompresses; the reader reports the rest.
-            import zlib
-
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            try:
-                return d.decompress(raw, n)
-            except zlib.error as exc:
-                raise FormatError(f"{path}: corrupt gzip stream ({exc})") from exc
-    return raw
-
-
-def looks_binary(head: bytes) -> bool:
-    """Text files have no NUL bytes and decode as UTF-8 (allowing a cut last character)."""
-    if b"\x00" in head:
-        return True
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start < len(head) - 4
-    return False
-
-
 def _load_builtin_formats() -> None:
     # Importing the modules registers their formats.
     import importlib
@@ -114,8 +79,6 @@ def detect_format(path: Path) -> Format:
     for fmt in ordered:  # binary formats (Parquet) recognise themselves by magic bytes
         if getattr(fmt, "binary", False) and fmt.sniff(path, head):
             return fmt
-    from shopsight.data.formats._util import is_binary
-
     if is_binary(head):
         raise FormatError(f"{path}: binary data, not a text format shopsight reads")
     for fmt in ordered:

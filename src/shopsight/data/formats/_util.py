@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import gzip
 import html
 import json
 import math
@@ -23,7 +24,6 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from shopsight.data.formats import looks_binary, read_head
 from shopsight.data.staging import STAGING, FormatError, batch_from_rows, empty_row
 
 EPOCH = datetime(1970, 1, 1)
@@ -121,6 +121,41 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[Line]:
 
 
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 12, 13))
+
+
+def read_head(path: Path, n: int = 65536) -> bytes:
+    """First bytes of a file, decompressed when gzipped (a truncated gzip still gives a head)."""
+    if not path.exists():
+        raise FormatError(f"{path}: no such file")
+    if path.is_dir():
+        raise FormatError(f"{path}: is a directory, expected a file")
+    with path.open("rb") as fh:
+        raw = fh.read(n)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as gz:
+                return gz.read(n)
+        except (OSError, EOFError):
+            # Truncated or corrupt stream: give what decompresses; the reader reports the rest.
+            import zlib
+
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                return d.decompress(raw, n)
+            except zlib.error as exc:
+                raise FormatError(f"{path}: corrupt gzip stream ({exc})") from exc
+    return raw
+
+
+def looks_binary(head: bytes) -> bool:
+    """Text files have no NUL bytes and decode as UTF-8 (allowing a cut last character)."""
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4
+    return False
 
 
 def is_binary(head: bytes) -> bool:

@@ -46,10 +46,7 @@ def mount_dashboard(app: FastAPI, personas: PersonaBook | None) -> None:
     a browser signs in at ``/login`` and is sent back with a session cookie."""
     if personas is None:
         return
-    try:
-        from shopsight.personas.dashboard import create_router  # type: ignore[import-not-found]
-    except ImportError:
-        log.info("personas present but no dashboard module: /dashboard not mounted")
-        return
+    from shopsight.personas.dashboard import create_router
+
     book: Any = personas
     app.include_router(create_router(book), include_in_schema=False)

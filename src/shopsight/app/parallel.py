@@ -3,7 +3,7 @@
 
 ``shopsight <command> --nproc N`` (the CLI's launcher, ``shopsight.cli._launch``) writes the
 command's arguments to a spec file and runs ``python -m torch.distributed.run ... -m
-shopsight.training.parallel SPEC``; every rank opens the store read-only, runs the job, and
+shopsight.app.parallel SPEC``; every rank opens the store read-only, runs the job, and
 global rank 0 writes the command's JSON result for the launcher. Without ``--nproc`` the CLI
 calls the same job function in its own process (a world of one), so both give one output.
 
@@ -40,8 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shopsight import distributed as D
 from shopsight.errors import DataError, InputError, ShopsightError
-from shopsight.training import distributed as D
 
 Job = Callable[[dict[str, Any], D.DistContext], dict[str, Any]]
 
@@ -226,10 +226,10 @@ def run_single(job: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of every rank: ``python -m shopsight.training.parallel SPEC.json``."""
+    """Entry point of every rank: ``python -m shopsight.app.parallel SPEC.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m shopsight.training.parallel SPEC.json", file=sys.stderr)
+        print("usage: python -m shopsight.app.parallel SPEC.json", file=sys.stderr)
         return 2
     spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
     result_path = Path(spec["result"])
