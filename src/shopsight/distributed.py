@@ -95,9 +95,10 @@ def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> Di
         )
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if backend is None:
-        backend = (
-            "nccl" if torch.cuda.is_available() and torch.cuda.device_count() > local else "gloo"
-        )
+        # Every rank must pick the same: NCCL only when each local rank has its own GPU.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(local + 1)))
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        backend = "nccl" if gpus >= max(local_world, local + 1) else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local)
     from datetime import timedelta
