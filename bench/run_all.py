@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,68 +63,203 @@ class Job:
 _SMALL_SERVE = ("--items", "3000", "--users", "1000", "--seconds", "3", "--rate", "50")
 
 JOBS: tuple[Job, ...] = (
-    Job("ingest", "ingest.py", "ingest.json", ("--rows", "10000000"), ("--rows", "100000"),
-        "10M-row CSV ingest vs DuckDB's bare scan and a plain load"),
-    Job("ingest_profile", "ingest_profile.py", "ingest_profile.json",
+    Job(
+        "ingest",
+        "ingest.py",
+        "ingest.json",
+        ("--rows", "10000000"),
+        ("--rows", "100000"),
+        "10M-row CSV ingest vs DuckDB's bare scan and a plain load",
+    ),
+    Job(
+        "ingest_profile",
+        "ingest_profile.py",
+        "ingest_profile.json",
         ("--rows", "2000000", "--csv", "bench/_work/events_10000000.csv"),
         ("--rows", "50000", "--csv", "bench/_work/events_100000.csv"),
-        "where an ingest's time goes (needs the CSV of the ingest job)"),
-    Job("ingest_database", "ingest_database.py", "ingest_database.json", (), (),
-        "ingest --from PostgreSQL / MariaDB (needs the servers' packages and ../shared)"),
-    Job("features", "features.py", "features.json", ("--images", "512", "--repeats", "3"),
-        ("--images", "8", "--repeats", "1"), "text / image encoders, PyTorch vs ONNX Runtime"),
-    Job("text_int8", "text_int8.py", "text_int8.json", (), ("--titles", "200"),
-        "int8 ONNX text encoder (measured, not adopted)"),
-    Job("train_cf", "train.py", "train_cf.json",
-        ("--datasets", "movielens-100k", "synthetic", "--models", "popularity", "als", "bpr",
-         "--repeat", "3"),
+        "where an ingest's time goes (needs the CSV of the ingest job)",
+    ),
+    Job(
+        "ingest_database",
+        "ingest_database.py",
+        "ingest_database.json",
+        (),
+        (),
+        "ingest --from PostgreSQL / MariaDB (needs the servers' packages and ../shared)",
+    ),
+    Job(
+        "features",
+        "features.py",
+        "features.json",
+        ("--images", "512", "--repeats", "3"),
+        ("--images", "8", "--repeats", "1"),
+        "text / image encoders, PyTorch vs ONNX Runtime",
+    ),
+    Job(
+        "text_int8",
+        "text_int8.py",
+        "text_int8.json",
+        (),
+        ("--titles", "200"),
+        "int8 ONNX text encoder (measured, not adopted)",
+    ),
+    Job(
+        "train_cf",
+        "train.py",
+        "train_cf.json",
+        (
+            "--datasets",
+            "movielens-100k",
+            "synthetic",
+            "--models",
+            "popularity",
+            "als",
+            "bpr",
+            "--repeat",
+            "3",
+        ),
         ("--datasets", "movielens-100k", "--models", "popularity", "als", "bpr"),
-        "ALS / BPR against implicit and cornac"),
-    Job("train", "train.py", "train.json", ("--datasets", "synthetic", "--models", "vbpr"),
+        "ALS / BPR against implicit and cornac",
+    ),
+    Job(
+        "train",
+        "train.py",
+        "train.json",
+        ("--datasets", "synthetic", "--models", "vbpr"),
         ("--datasets", "movielens-100k", "--models", "popularity", "--engines", "shopsight"),
-        "VBPR against cornac (slow: cornac's VBPR takes about 20 minutes)"),
-    Job("eval_memory", "eval_memory.py", "eval_memory.json", (),
+        "VBPR against cornac (slow: cornac's VBPR takes about 20 minutes)",
+    ),
+    Job(
+        "eval_memory",
+        "eval_memory.py",
+        "eval_memory.json",
+        (),
         ("--users", "2000", "--items", "5000", "--small-users", "500"),
-        "full-ranking evaluation: peak memory and time vs the bare matmul"),
-    Job("reproduce", "reproduce.py", "reproduce.json", (), ("--fast", "--only", "kfold,tune"),
-        "published protocols: MovieLens-100K k-fold and top-N, Beauty, tuning"),
-    Job("sasrec_beauty", "sasrec_beauty.py", "sasrec_beauty.json", (),
-        ("--set", "epochs=1", "--set", "dim=16", "--set", "max_len=10", "--set",
-         "valid_users=500"),
-        "SASRec on Amazon Beauty, leave-one-out, full ranking"),
-    Job("predict", "predict.py", "predict.json", (),
+        "full-ranking evaluation: peak memory and time vs the bare matmul",
+    ),
+    Job(
+        "reproduce",
+        "reproduce.py",
+        "reproduce.json",
+        (),
+        ("--fast", "--only", "kfold,tune"),
+        "published protocols: MovieLens-100K k-fold and top-N, Beauty, tuning",
+    ),
+    Job(
+        "sasrec_beauty",
+        "sasrec_beauty.py",
+        "sasrec_beauty.json",
+        (),
+        ("--set", "epochs=1", "--set", "dim=16", "--set", "max_len=10", "--set", "valid_users=500"),
+        "SASRec on Amazon Beauty, leave-one-out, full ranking",
+    ),
+    Job(
+        "predict",
+        "predict.py",
+        "predict.json",
+        (),
         ("--max-examples", "3000", "--epochs", "1", "--pairs", "200"),
-        "behaviour prediction (ESMM, MMoE, LightGBM, ...)"),
-    Job("personas", "personas.py", "personas.json", (),
+        "behaviour prediction (ESMM, MMoE, LightGBM, ...)",
+    ),
+    Job(
+        "personas",
+        "personas.py",
+        "personas.json",
+        (),
         ("--users", "5000", "--events", "50000", "--items", "1000", "--chunk", "1000"),
-        "profiles of 100,000 users: time and memory vs a bare scan"),
-    Job("personas_quality", "personas_quality.py", "personas_quality.json", (),
-        ("--users", "300", "--seeds", "3"), "planted segments recovered (ARI)"),
-    Job("dp", "dp.py", "dp.json", ("--dataset", "ml100k"),
+        "profiles of 100,000 users: time and memory vs a bare scan",
+    ),
+    Job(
+        "personas_quality",
+        "personas_quality.py",
+        "personas_quality.json",
+        (),
+        ("--users", "300", "--seeds", "3"),
+        "planted segments recovered (ARI)",
+    ),
+    Job(
+        "dp",
+        "dp.py",
+        "dp.json",
+        ("--dataset", "ml100k"),
         ("--dataset", "ml100k", "--seeds", "0", "--epsilons", "8"),
-        "user-level DP on MovieLens-100K"),
-    Job("dp_shop", "dp.py", "dp_shop.json", ("--dataset", "shop", "--users", "20000"),
-        ("--dataset", "shop", "--users", "1000", "--items", "200", "--seeds", "0",
-         "--epsilons", "8"), "user-level DP on a 20,000-user synthetic shop"),
-    Job("dp_tune", "dp.py", "dp_tune.json", ("--dataset", "ml100k", "--tune"),
+        "user-level DP on MovieLens-100K",
+    ),
+    Job(
+        "dp_shop",
+        "dp.py",
+        "dp_shop.json",
+        ("--dataset", "shop", "--users", "20000"),
+        (
+            "--dataset",
+            "shop",
+            "--users",
+            "1000",
+            "--items",
+            "200",
+            "--seeds",
+            "0",
+            "--epsilons",
+            "8",
+        ),
+        "user-level DP on a 20,000-user synthetic shop",
+    ),
+    Job(
+        "dp_tune",
+        "dp.py",
+        "dp_tune.json",
+        ("--dataset", "ml100k", "--tune"),
         ("--dataset", "ml100k", "--tune", "--seeds", "0", "--epsilons", "8"),
-        "the grid that chose dp's defaults (validation part)"),
-    Job("robustness", "robustness.py", "robustness.json", (),
-        ("--users", "200", "--items", "80", "--days", "20"), "noise and attacks vs cleaning"),
-    Job("quantize", "quantize.py", "quantize.json", (),
-        ("--users", "200", "--items", "80", "--days", "20"), "int8 / float16 models"),
-    Job("serve", "serve.py", "serve.json", (),
+        "the grid that chose dp's defaults (validation part)",
+    ),
+    Job(
+        "robustness",
+        "robustness.py",
+        "robustness.json",
+        (),
+        ("--users", "200", "--items", "80", "--days", "20"),
+        "noise and attacks vs cleaning",
+    ),
+    Job(
+        "quantize",
+        "quantize.py",
+        "quantize.json",
+        (),
+        ("--users", "200", "--items", "80", "--days", "20"),
+        "int8 / float16 models",
+    ),
+    Job(
+        "serve",
+        "serve.py",
+        "serve.json",
+        (),
         (*_SMALL_SERVE, "--bare-calls", "100", "--recall-users", "50"),
-        "shopsight serve at 300 req/s vs the bare call, and HNSW"),
-    Job("serve_ann", "serve.py", "serve_ann.json", ("--no-ann", "--serve-ann"),
+        "shopsight serve at 300 req/s vs the bare call, and HNSW",
+    ),
+    Job(
+        "serve_ann",
+        "serve.py",
+        "serve_ann.json",
+        ("--no-ann", "--serve-ann"),
         (*_SMALL_SERVE, "--bare-calls", "100", "--no-ann", "--serve-ann"),
-        "shopsight serve --ann under the same load"),
-    Job("serve_auth", "serve.py", "serve_auth.json", ("--auth-compare",),
+        "shopsight serve --ann under the same load",
+    ),
+    Job(
+        "serve_auth",
+        "serve.py",
+        "serve_auth.json",
+        ("--auth-compare",),
         (*_SMALL_SERVE, "--auth-compare", "--auth-rates", "50", "--auth-repeats", "1"),
-        "a token on every read vs none"),
-    Job("serve_impressions", "serve_impressions.py", "serve_impressions.json", (),
+        "a token on every read vs none",
+    ),
+    Job(
+        "serve_impressions",
+        "serve_impressions.py",
+        "serve_impressions.json",
+        (),
         ("--items", "3000", "--users", "1000", "--rate", "50", "--seconds", "3", "--rounds", "1"),
-        "impression log on vs off"),
+        "impression log on vs off",
+    ),
 )
 
 
@@ -159,16 +294,28 @@ def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
         if decl is not None:
             out = decl.get("out", f"{path.stem}.json")
             found.append(
-                Job(path.stem, path.name, out, tuple(decl.get("full", ())),
-                    tuple(decl.get("quick", ())), str(decl.get("about", "")))
+                Job(
+                    path.stem,
+                    path.name,
+                    out,
+                    tuple(decl.get("full", ())),
+                    tuple(decl.get("quick", ())),
+                    str(decl.get("about", "")),
+                )
             )
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         takes_out = '"--out"' in text
         quick = ("--quick",) if '"--quick"' in text else ()
         found.append(
-            Job(path.stem, path.name, f"{path.stem}.json" if takes_out else None, (), quick,
-                "found in bench/ (not registered in run_all.JOBS)")
+            Job(
+                path.stem,
+                path.name,
+                f"{path.stem}.json" if takes_out else None,
+                (),
+                quick,
+                "found in bench/ (not registered in run_all.JOBS)",
+            )
         )
     return found
 
@@ -210,8 +357,8 @@ def other_load(exclude_session: int | None, tasks: list[tuple[int, int, str]]) -
 class LoadSampler:
     """Samples the other-process load every ``interval`` seconds on a thread."""
 
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval = interval
+    def __init__(self, interval: float = 0.5, pre_seconds: float = 3.0) -> None:
+        self.interval, self.pre_seconds = interval, pre_seconds
         self.session: int | None = None
         self.samples: list[int] = []
         self.available = Path("/proc/self/task").is_dir()
@@ -222,10 +369,10 @@ class LoadSampler:
         if self.available:
             self.samples.append(other_load(self.session, _task_states()))
 
-    def before(self, seconds: float) -> float | None:
-        """Mean other-process load over ``seconds`` with nothing of ours running."""
+    def before(self) -> float | None:
+        """Mean other-process load over ``pre_seconds`` with nothing of ours running."""
         self.samples = []
-        end = time.monotonic() + seconds
+        end = time.monotonic() + self.pre_seconds
         while time.monotonic() < end:
             self.sample()
             time.sleep(self.interval)
@@ -291,8 +438,10 @@ def git_commit(root: Path = ROOT) -> dict[str, Any]:
             ["git", *args], cwd=root, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short=12", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    return {
+        "commit": git("rev-parse", "--short=12", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
 
 
 def command_line(job: Job, quick: bool, out: Path | None) -> list[str]:
@@ -333,15 +482,15 @@ def _load_result(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def place(result: dict[str, Any], results: Path, name: str) -> Path:
+def place(result: dict[str, Any], results: Path, name: str, max_load: float) -> Path:
     """Write a finished result where it belongs: over the current file unless this one was not
     recorded and the current one was (then under ``unrecorded/``)."""
     target = results / name
     current = _load_result(target)
     if not result["run"]["recorded"] and current is not None:
-        from report import provenance  # noqa: PLC0415 (bench/ is the script's folder)
+        from report import provenance
 
-        if provenance(current, 0.0, None).recorded:
+        if provenance(current, max_load).recorded:
             target = results / "unrecorded" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -368,12 +517,11 @@ def run_job(
     public = command_line(job, quick, results / job.out if job.out else None)
     entry: dict[str, Any] = {"job": job.name, "command": shown(public)}
 
-    before = sampler.before(3.0)
-    waited = 0.0
-    while before is not None and before > max_load and waited < settle_s:
+    before = sampler.before()
+    settle_until = time.monotonic() + settle_s
+    while before is not None and before > max_load and time.monotonic() < settle_until:
         time.sleep(10.0)
-        waited += 13.0
-        before = sampler.before(3.0)
+        before = sampler.before()
     loadavg_before = list(os.getloadavg())
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{job.name}{'-quick' if quick else ''}.log"
@@ -432,12 +580,21 @@ def run_job(
             status, error = "failed", f"it did not write {job.out} (a JSON object)"
         else:
             result["run"] = run
-            entry["result"] = str(place(result, results, job.out))
+            entry["result"] = str(place(result, results, job.out, max_load))
             staging.unlink(missing_ok=True)
     if error:
         entry.update(status=status, error=error, output_tail=_tail(log))
-    entry["load"] = {k: run[k] for k in ("loadavg_before", "loadavg_after", "other_load_before",
-                                         "other_load_during", "load", "recorded")}
+    entry["load"] = {
+        k: run[k]
+        for k in (
+            "loadavg_before",
+            "loadavg_after",
+            "other_load_before",
+            "other_load_during",
+            "load",
+            "recorded",
+        )
+    }
     return entry
 
 
@@ -455,16 +612,29 @@ def main(argv: list[str] | None = None) -> int:
         help="other processes' load above which a figure is not recorded (default: 0.75 x "
         "cores = %(default)g)",
     )
-    ap.add_argument("--results", type=Path, default=None,
-                    help=f"results folder (default {RESULTS.relative_to(ROOT)}, or "
-                         f"{QUICK_RESULTS.relative_to(ROOT)} with --quick)")
-    ap.add_argument("--timeout", type=float, default=None,
-                    help="seconds per job (default: the job's own, 900 with --quick)")
-    ap.add_argument("--settle", type=float, default=0.0,
-                    help="wait up to this many seconds for the load to fall before each job")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"results folder (default {RESULTS.relative_to(ROOT)}, or "
+        f"{QUICK_RESULTS.relative_to(ROOT)} with --quick)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per job (default: the job's own, 900 with --quick)",
+    )
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for the load to fall before each job",
+    )
     ap.add_argument("--list", action="store_true", help="list the jobs and exit")
-    ap.add_argument("--report", action="store_true",
-                    help="regenerate BENCHMARKS.md from the results afterwards")
+    ap.add_argument(
+        "--report", action="store_true", help="regenerate BENCHMARKS.md from the results afterwards"
+    )
     args = ap.parse_args(argv)
 
     jobs = discover()
@@ -482,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     results = args.results or (QUICK_RESULTS if args.quick else RESULTS)
     results.mkdir(parents=True, exist_ok=True)
 
-    from _machine import machine  # noqa: PLC0415
+    from _machine import machine
 
     info = machine("numpy", "torch", "duckdb")
     commit = git_commit()
@@ -502,21 +672,34 @@ def main(argv: list[str] | None = None) -> int:
     for job in chosen:
         timeout = args.timeout or (900.0 if args.quick else job.timeout_s)
         print(f"[{_now()}] {job.name}: {job.about}", flush=True)
-        entry = run_job(job, quick=args.quick, results=results, max_load=args.max_load,
-                        timeout_s=timeout, settle_s=args.settle, machine_info=info,
-                        commit=commit, sampler=sampler)
+        entry = run_job(
+            job,
+            quick=args.quick,
+            results=results,
+            max_load=args.max_load,
+            timeout_s=timeout,
+            settle_s=args.settle,
+            machine_info=info,
+            commit=commit,
+            sampler=sampler,
+        )
         log["jobs"].append(entry)
-        line = f"[{_now()}] {job.name}: {entry['status']} in {entry['seconds']} s, {entry['verdict']}"
+        line = (
+            f"[{_now()}] {job.name}: {entry['status']} in {entry['seconds']} s, {entry['verdict']}"
+        )
         if entry.get("error"):
             line += f"\n    {entry['error']}"
         print(line, flush=True)
         log["finished"] = _now()
         summary.write_text(json.dumps(log, indent=2, default=str) + "\n")
     failed = [e["job"] for e in log["jobs"] if e["status"] != "ok"]
-    print(f"{len(log['jobs']) - len(failed)} ok, {len(failed)} failed"
-          + (f": {', '.join(failed)}" if failed else "") + f"; summary in {summary}")
+    print(
+        f"{len(log['jobs']) - len(failed)} ok, {len(failed)} failed"
+        + (f": {', '.join(failed)}" if failed else "")
+        + f"; summary in {summary}"
+    )
     if args.report:
-        from report import main as report_main  # noqa: PLC0415
+        from report import main as report_main
 
         report_main(["--results", str(results)])
     return 1 if failed else 0
