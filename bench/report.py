@@ -49,8 +49,8 @@ class Provenance:
     commit: str | None = None
     quick: bool = False
 
-    def line(self, name: str) -> str:
-        parts = [f"`bench/results/{name}`"]
+    def line(self, path: str) -> str:
+        parts = [f"`{path}`"]
         if self.command:
             parts.append(f"command `{self.command}`")
         parts.append(f"date {_date(self.date)}")
@@ -331,6 +331,20 @@ def r_train(d: dict[str, Any], c: Ctx) -> str:
                 c.t(r.get("time_ratio_vs_fastest_peer"), suffix="x"),
             ]
         )
+    if not rows:
+        rows = [
+            [
+                _DATASET.get(r["dataset"], r["dataset"]),
+                f"{r['model'].upper()} ({r['engine']})",
+                num(r.get("ndcg10")),
+                "-",
+                c.t(r.get("fit_seconds")),
+                "-",
+                "-",
+                "-",
+            ]
+            for r in runs
+        ]
     head = (
         f"{d.get('threads')} thread(s), {d.get('factors')} factors, fastest of "
         f"{d.get('repeat')} fit(s); split: {d.get('split')}."
@@ -384,15 +398,27 @@ def _mean(summary: dict[str, Any], model: str, metric: str) -> float | None:
     return _get(summary, model, metric, "mean")
 
 
+def _published(res: dict[str, Any], metric: str, keep: Callable[[str], bool]) -> str:
+    """Published rows with ``metric``; newer files wrap them as {comparable, reason, rows}."""
+    pub = res.get("published") or {}
+    rows = pub.get("rows", pub) if isinstance(pub, dict) else {}
+    text = ", ".join(
+        f"{k} {v[metric]}"
+        for k, v in rows.items()
+        if isinstance(v, dict) and metric in v and keep(k)
+    )
+    if isinstance(pub, dict) and pub.get("comparable") is False:
+        text += f" (the run marks them not comparable: {pub.get('reason')})"
+    return text or "-"
+
+
 def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
     s = d.get("sections", {})
     rows = []
     if "kfold" in s:
         res = s["kfold"]["result"]
         ours = ", ".join(f"{m} {_mean(res['summary'], m, 'rmse'):.4f}" for m in res["models"])
-        pub = ", ".join(
-            f"{k} {v['rmse']}" for k, v in res.get("published", {}).items() if "official" in k
-        )
+        pub = _published(res, "rmse", lambda k: "official" in k)
         rows.append(["kfold-5 (official u1..u5), RMSE", "MovieLens-100K", ours, pub])
     if "topn" in s:
         for proto in ("stratified-item-75-25", "random-75-25", "ratio-80-20"):
@@ -404,10 +430,8 @@ def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
                 for m in res["models"]
                 if _mean(res["summary"], m, "ndcg@10")
             )
-            pub = ", ".join(
-                f"{k} {v['ndcg@10']}" for k, v in res.get("published", {}).items() if "ndcg@10" in v
-            )
-            rows.append([f"{proto}, NDCG@10", "MovieLens-100K", ours, pub or "-"])
+            pub = _published(res, "ndcg@10", lambda k: True)
+            rows.append([f"{proto}, NDCG@10", "MovieLens-100K", ours, pub])
     if "beauty" in s:
         res = s["beauty"]["result"]
         ours = ", ".join(f"{m} {_mean(res['summary'], m, 'ndcg@10'):.4f}" for m in res["models"])
@@ -828,7 +852,18 @@ def r_generic(d: dict[str, Any], c: Ctx) -> str:
     return table(["figure", "value"], rows)
 
 
-def render(name: str, data: dict[str, Any], max_load: float, command: str | None) -> str:
+def _shown(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def render(
+    name: str,
+    data: dict[str, Any],
+    max_load: float,
+    command: str | None,
+    path: str | None = None,
+) -> str:
     prov = provenance(data, max_load, command)
     stem = name.removesuffix(".json")
     renderer = RENDERERS.get(stem)
@@ -841,7 +876,7 @@ def render(name: str, data: dict[str, Any], max_load: float, command: str | None
             f"(this file's layout is not the one its renderer knows: {type(exc).__name__}: "
             f"{exc}; figures listed as found)\n\n" + r_generic(data, Ctx(prov))
         )
-    return f"{prov.line(name)}\n\n{body}"
+    return f"{prov.line(path or f'bench/results/{name}')}\n\n{body}"
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -892,8 +927,9 @@ def build(results: Path, template: Path, max_load: float) -> str:
         used.add(name)
         path = files.get(name)
         if path is None:
-            return f"(no `bench/results/{name}` yet: run `python bench/run_all.py`.)"
-        return render(name, json.loads(path.read_text()), max_load, commands.get(name))
+            return f"(no `{_shown(results / name)}` yet: run `python bench/run_all.py`.)"
+        data = json.loads(path.read_text())
+        return render(name, data, max_load, commands.get(name), _shown(path))
 
     text = MARKER.sub(lambda m: section(m.group(1)), text)
     extra = [n for n in files if n not in used]
@@ -913,7 +949,7 @@ def build(results: Path, template: Path, max_load: float) -> str:
         )
         for p in unrecorded:
             prov = provenance(json.loads(p.read_text()), max_load)
-            parts.append(f"\n- {prov.line(p.name).removeprefix('Source: ')}")
+            parts.append(f"\n- {prov.line(_shown(p)).removeprefix('Source: ')}")
         parts.append("\n")
     log_path = results / "run_all.json"
     if log_path.exists():

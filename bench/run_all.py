@@ -633,7 +633,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--list", action="store_true", help="list the jobs and exit")
     ap.add_argument(
-        "--report", action="store_true", help="regenerate BENCHMARKS.md from the results afterwards"
+        "--report",
+        action="store_true",
+        help="regenerate BENCHMARKS.md from the results afterwards (with --quick or --results: "
+        "a BENCHMARKS.md in that folder)",
     )
     args = ap.parse_args(argv)
 
@@ -701,7 +704,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from report import main as report_main
 
-        report_main(["--results", str(results)])
+        # BENCHMARKS.md only from the real results; any other folder gets its own copy.
+        out = ROOT / "BENCHMARKS.md" if results == RESULTS else results / "BENCHMARKS.md"
+        report_main(["--results", str(results), "--out", str(out)])
     return 1 if failed else 0
 
 
