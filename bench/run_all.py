@@ -540,6 +540,10 @@ def run_job(
         sampler.start(proc.pid)
         try:
             rc = proc.wait(timeout=timeout_s)
+        except KeyboardInterrupt:
+            os.killpg(proc.pid, signal.SIGTERM)  # leave no benchmark running behind us
+            sampler.stop()
+            raise
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
