@@ -556,7 +556,7 @@ def r_personas(d: dict[str, Any], c: Ctx) -> str:
     ]
     ratios = d.get("ratios", {})
     text = (
-        f"Profiles vs the bare aggregate: {c.t(ratios.get('profiles_vs_scan_time'), '{:.1f}')}x "
+        f"Profiles vs the bare aggregate: {c.t(ratios.get('profiles_vs_scan_time'), '{:.1f}', 'x')} "
         f"the time; chunked vs one chunk: "
         f"{num(ratios.get('chunked_vs_one_chunk_peak_rss'), '{:.2f}')}x the peak memory."
     )
@@ -629,7 +629,7 @@ def _serve_row(label: str, d: dict[str, Any], c: Ctx) -> list[str]:
         f"{c.t(load.get('server_side_mean_ms'))} "
         f"({c.t(_get(d, 'ratios', 'server_mean_over_bare_mean'), suffix='x')})",
         c.t(load.get("server_cpu_ms_per_request")),
-        f"{c.t(load.get('throughput_rps'), '{:,.0f}')} req/s",
+        c.t(load.get("throughput_rps"), "{:,.0f}", " req/s"),
         " / ".join(c.t(lat.get(p), "{:.1f}") for p in ("p50", "p90", "p99")),
         f"{num(load.get('errors'), '{:,}')} / {num(load.get('requests'), '{:,}')}",
     ]
