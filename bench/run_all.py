@@ -7,7 +7,8 @@ threads do not count against it; ``os.getloadavg()`` before and after is recorde
 job whose other-process load (the larger of the few seconds before it and the mean during it)
 is above ``--max-load`` is **not recorded**: its results file keeps ``"recorded": false`` and
 the report shows its timings as not recorded (quality figures do not depend on load). A result
-that was not recorded never replaces one that was: it goes to ``RESULTS/unrecorded/``.
+that was not recorded never replaces one that was (or one of unknown load, from before
+``run_all``): it goes to ``RESULTS/unrecorded/``.
 
 Every results file gets a ``"run"`` block: the command, date, seconds, git commit, load before
 / during / after, the judgement and the machine. ``RESULTS/run_all.json`` lists every job of
@@ -483,14 +484,15 @@ def _load_result(path: Path) -> dict[str, Any] | None:
 
 
 def place(result: dict[str, Any], results: Path, name: str, max_load: float) -> Path:
-    """Write a finished result where it belongs: over the current file unless this one was not
-    recorded and the current one was (then under ``unrecorded/``)."""
+    """Write a finished result where it belongs: over the current file, unless this one was not
+    recorded and the current one may have been (recorded, or of unknown load): then under
+    ``unrecorded/``, so that a busy run never pushes out figures taken on a quiet machine."""
     target = results / name
     current = _load_result(target)
     if not result["run"]["recorded"] and current is not None:
         from report import provenance
 
-        if provenance(current, max_load).recorded:
+        if provenance(current, max_load).recorded is not False:
             target = results / "unrecorded" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")

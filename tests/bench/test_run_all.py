@@ -177,6 +177,20 @@ def test_a_busy_run_replaces_a_file_that_was_not_recorded_either(
     assert not (bench / "results" / "unrecorded").exists()
 
 
+def test_a_busy_run_keeps_an_older_file_of_unknown_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench_dir(tmp_path)
+    (bench / "results").mkdir()
+    (bench / "results" / "fast.json").write_text(json.dumps({"n": 1, "date": "2026-11-29"}))
+    _run(monkeypatch, bench, JOBS[:1], FakeSampler(3.0, 3.0))
+    assert json.loads((bench / "results" / "fast.json").read_text()) == {
+        "n": 1,
+        "date": "2026-11-29",
+    }
+    assert (bench / "results" / "unrecorded" / "fast.json").exists()
+
+
 def test_quick_uses_the_small_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _bench_dir(tmp_path)
     _run(monkeypatch, bench, JOBS[:1], FakeSampler(0.0, 0.0), "--quick", "--only", "fast")
