@@ -48,6 +48,7 @@ class Provenance:
     max_load: float
     commit: str | None = None
     quick: bool = False
+    loadavg: tuple[float, float] | None = None  # 1-minute load average before and after
 
     def line(self, path: str) -> str:
         parts = [f"`{path}`"]
@@ -60,6 +61,10 @@ class Provenance:
             parts.append("load not stated in the results file")
         else:
             parts.append(f"load {self.load:.2f} ({self.load_source})")
+        if self.loadavg is not None:
+            parts.append(
+                f"1-minute load average {self.loadavg[0]:.2f} before, {self.loadavg[1]:.2f} after"
+            )
         if self.quick:
             parts.append("**quick (smoke) sizes**")
         if self.recorded is False:
@@ -106,6 +111,12 @@ def provenance(result: dict[str, Any], max_load: float, command: str | None = No
             max_load=float(run.get("max_load", max_load)),
             commit=run.get("git_commit"),
             quick=bool(run.get("quick")),
+            loadavg=(
+                float(_first(run.get("loadavg_before")) or 0.0),
+                float(_first(run.get("loadavg_after")) or 0.0),
+            )
+            if run.get("loadavg_before") and run.get("loadavg_after")
+            else None,
         )
     machine = result.get("machine") if isinstance(result.get("machine"), dict) else {}
     la = result.get("load_average")

@@ -59,6 +59,7 @@ class Job:
     quick: tuple[str, ...] = ()
     about: str = ""
     timeout_s: float = 4 * 3600
+    has_quick: bool = True  # False: no small sizes known, so a quick run leaves it out
 
 
 _SMALL_SERVE = ("--items", "3000", "--users", "1000", "--seconds", "3", "--rate", "50")
@@ -302,6 +303,7 @@ def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
                     tuple(decl.get("full", ())),
                     tuple(decl.get("quick", ())),
                     str(decl.get("about", "")),
+                    has_quick="quick" in decl,
                 )
             )
             continue
@@ -316,6 +318,7 @@ def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
                 (),
                 quick,
                 "found in bench/ (not registered in run_all.JOBS)",
+                has_quick=bool(quick),
             )
         )
     return found
@@ -680,6 +683,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = results / "run_all.json"
     for job in chosen:
         timeout = args.timeout or (900.0 if args.quick else job.timeout_s)
+        if args.quick and not job.has_quick:
+            why = "no small sizes known (give the script --quick, or RUN_ALL = {'quick': [...]})"
+            log["jobs"].append({"job": job.name, "status": "skipped", "seconds": 0, "error": why})
+            print(f"[{_now()}] {job.name}: skipped in a quick run: {why}", flush=True)
+            log["finished"] = _now()
+            summary.write_text(json.dumps(log, indent=2, default=str) + "\n")
+            continue
         print(f"[{_now()}] {job.name}: {job.about}", flush=True)
         entry = run_job(
             job,
@@ -701,10 +711,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
         log["finished"] = _now()
         summary.write_text(json.dumps(log, indent=2, default=str) + "\n")
-    failed = [e["job"] for e in log["jobs"] if e["status"] != "ok"]
+    failed = [e["job"] for e in log["jobs"] if e["status"] not in ("ok", "skipped")]
+    skipped = [e["job"] for e in log["jobs"] if e["status"] == "skipped"]
     print(
-        f"{len(log['jobs']) - len(failed)} ok, {len(failed)} failed"
+        f"{len(log['jobs']) - len(failed) - len(skipped)} ok, {len(failed)} failed"
         + (f": {', '.join(failed)}" if failed else "")
+        + (f", {len(skipped)} skipped: {', '.join(skipped)}" if skipped else "")
         + f"; summary in {summary}"
     )
     if args.report:

@@ -220,6 +220,19 @@ def test_discover_finds_new_scripts(tmp_path: Path) -> None:
     assert jobs["declared"].full == ("--big",) and jobs["declared"].out == "dec.json"
     assert jobs["plain"].out == "plain.json" and jobs["plain"].quick == ("--quick",)
     assert jobs["printer"].out is None
+    assert jobs["declared"].has_quick and jobs["plain"].has_quick
+    assert not jobs["printer"].has_quick
+
+
+def test_quick_leaves_out_jobs_without_small_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench_dir(tmp_path)
+    jobs = [*JOBS[:1], run_all.Job("big", "fast.py", "big.json", has_quick=False)]
+    log = _run(monkeypatch, bench, jobs, FakeSampler(0.0, 0.0), "--quick")
+    assert [(e["job"], e["status"]) for e in log["jobs"]] == [("fast", "ok"), ("big", "skipped")]
+    assert "no small sizes known" in log["jobs"][1]["error"]
+    assert not (bench / "results" / "big.json").exists()
 
 
 # -- report -----------------------------------------------------------------------------------
