@@ -356,8 +356,12 @@ def r_train(d: dict[str, Any], c: Ctx) -> str:
             ]
             for r in runs
         ]
+    missing = sorted(
+        {f"{r['engine']}: {r['note']}" for r in runs if r.get("ndcg10") is None and r.get("note")}
+    )
     head = (
-        f"{d.get('threads')} thread(s), {d.get('factors')} factors, fastest of "
+        (f"Peers that did not run: {'; '.join(missing)}. " if missing else "")
+        + f"{d.get('threads')} thread(s), {d.get('factors')} factors, fastest of "
         f"{d.get('repeat')} fit(s); split: {d.get('split')}."
     )
     return (
@@ -955,13 +959,16 @@ def build(results: Path, template: Path, max_load: float) -> str:
     unrecorded = sorted((results / "unrecorded").glob("*.json"))
     if unrecorded:
         parts.append(
-            "\n## Later runs not recorded\n\nRun after the figures above, on a busy "
-            "machine: they did not replace them.\n"
+            "\n## Later runs not recorded\n\nRun after the figures above on a busy machine, "
+            "so they did not replace them; their quality figures hold all the same (timings "
+            "n/r).\n"
         )
         for p in unrecorded:
-            prov = provenance(json.loads(p.read_text()), max_load)
-            parts.append(f"\n- {prov.line(_shown(p)).removeprefix('Source: ')}")
-        parts.append("\n")
+            data = json.loads(p.read_text())
+            parts.append(
+                f"\n### `{p.name}` (later run)\n\n"
+                f"{render(p.name, data, max_load, commands.get(p.name), _shown(p))}\n"
+            )
     log_path = results / "run_all.json"
     if log_path.exists():
         parts.append(

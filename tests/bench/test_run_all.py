@@ -319,7 +319,11 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
             }
         )
     )
-    (results / "unrecorded" / "dp.json").write_text(json.dumps({"run": _run_block(3.3, False)}))
+    (results / "unrecorded" / "dp.json").write_text(
+        json.dumps(
+            {"rows": [{"run": "popularity", "ndcg@10": 0.25}], "run": _run_block(3.3, False)}
+        )
+    )
     (results / "run_all.json").write_text(
         json.dumps(
             {
@@ -347,6 +351,7 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
     assert "### `defaults.json`" in text
     assert "| bpr | 0.4100 | 0.4500 | n/r |" in text  # load 6.0: its timing column masked
     assert "## Later runs not recorded" in text and "load 3.30 > 1.5" in text
+    assert "| popularity | - | 0.2500 |" in text  # its quality figures are shown
     assert "| dp | failed | 2 | not recorded (load 3.30 > 1.5) | exit status 1: boom |" in text
 
 
