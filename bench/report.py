@@ -793,6 +793,51 @@ def r_ingest_database(d: dict[str, Any], c: Ctx) -> str:
     )
 
 
+def r_sasrec_profile(d: dict[str, Any], c: Ctx) -> str:
+    """bench/sasrec_profile.py: seconds per epoch against the FLOP floor, before and after."""
+    summary = d.get("summary", {})
+    rows = []
+    for name in ("before", "after"):
+        sm = summary.get(name)
+        if not isinstance(sm, dict):
+            continue
+        runs = _get(d, "runs", name, default=[])
+        rows.append(
+            [
+                name,
+                num(len(runs)),
+                c.t(sm.get("epoch_seconds_median"), "{:.1f}"),
+                num(sm.get("floor_tflop"), "{:.2f}"),
+                c.t(sm.get("ratio_to_floor_median"), "{:.2f}", "x"),
+            ]
+        )
+    out = table(["code", "runs", "s per epoch (median)", "floor TFLOP", "ratio to floor"], rows)
+    out += (
+        f"\n\nBaseline revision {d.get('baseline_rev') or '-'}, head {d.get('head')}, "
+        f"{d.get('threads')} threads"
+    )
+    if summary.get("speedup") is not None:
+        out += f"; speed-up after / before {c.t(summary['speedup'], '{:.2f}', 'x')}"
+    out += "."
+    for name, prof in (d.get("profile") or {}).items():
+        top = (prof or {}).get("top", [])[:8]
+        if not top:
+            continue
+        out += f"\n\nTop operators of one epoch, {name} (self CPU):\n\n" + table(
+            ["operator", "calls", "self CPU s", "share"],
+            [
+                [
+                    f"`{t.get('op')}`",
+                    num(t.get("calls")),
+                    c.t(t.get("self_cpu_s"), "{:.1f}"),
+                    num(t.get("self_cpu_pct"), "{:.1f}") + "%",
+                ]
+                for t in top
+            ],
+        )
+    return out
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], Ctx], str]] = {
     "ingest": r_ingest,
     "ingest_profile": r_ingest_profile,
@@ -883,7 +928,7 @@ def render(
     stem = name.removesuffix(".json")
     renderer = RENDERERS.get(stem)
     if renderer is None and stem.startswith("sasrec_profile"):
-        renderer = r_generic
+        renderer = r_sasrec_profile
     try:
         body = (renderer or r_generic)(data, Ctx(prov))
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
@@ -898,14 +943,14 @@ def render(
 
 
 def _commands() -> dict[str, str]:
-    """The full-size command of each registered job, by results file."""
+    """The full-size command of each job ``run_all`` knows, by results file."""
     try:
-        from run_all import JOBS, command_line, shown
         from run_all import ROOT as _root
+        from run_all import command_line, discover, shown
     except ImportError:
         return {}
     out: dict[str, str] = {}
-    for j in JOBS:
+    for j in discover():
         if j.out:
             out[j.out] = shown(command_line(j, False, _root / "bench" / "results" / j.out))
     return out
@@ -942,7 +987,9 @@ def build(results: Path, template: Path, max_load: float) -> str:
         used.add(name)
         path = files.get(name)
         if path is None:
-            return f"(no `{_shown(results / name)}` yet: run `python bench/run_all.py`.)"
+            if name in commands:
+                return f"(no `{_shown(results / name)}` yet: `{commands[name]}` writes it.)"
+            return f"(no `{_shown(results / name)}` yet.)"
         data = json.loads(path.read_text())
         return render(name, data, max_load, commands.get(name), _shown(path))
 

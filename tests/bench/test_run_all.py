@@ -215,7 +215,12 @@ def test_discover_finds_new_scripts(tmp_path: Path) -> None:
     )
     (tmp_path / "plain.py").write_text('ap.add_argument("--out")\nap.add_argument("--quick")\n')
     (tmp_path / "printer.py").write_text("print(1)\n")
-    jobs = {j.name: j for j in run_all.discover(tmp_path, [run_all.Job("k", "known.py", None)])}
+    jobs = {
+        j.name: j
+        for j in run_all.discover(
+            tmp_path, [run_all.Job("k", "known.py", None), run_all.Job("gone", "gone.py", None)]
+        )
+    }
     assert set(jobs) == {"k", "declared", "plain", "printer"}
     assert jobs["declared"].full == ("--big",) and jobs["declared"].out == "dec.json"
     assert jobs["plain"].out == "plain.json" and jobs["plain"].quick == ("--quick",)
@@ -365,3 +370,40 @@ def test_report_check_flags_a_stale_file(tmp_path: Path) -> None:
     assert report.main([*args, "--check"]) == 1
     assert report.main(args) == 0
     assert report.main([*args, "--check"]) == 0
+
+
+def test_report_renders_a_sasrec_profile(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    top = [{"op": "aten::mm", "calls": 10, "self_cpu_s": 5.0, "self_cpu_pct": 40.0}]
+    (results / "sasrec_profile.json").write_text(
+        json.dumps(
+            {
+                "baseline_rev": "abc",
+                "head": "def",
+                "threads": 2,
+                "load_start": [0.3, 0.3, 0.3],
+                "runs": {"before": [{}], "after": [{}, {}]},
+                "profile": {"after": {"top": top}},
+                "summary": {
+                    "before": {
+                        "epoch_seconds_median": 30.0,
+                        "ratio_to_floor_median": 4.0,
+                        "floor_tflop": 0.8,
+                    },
+                    "after": {
+                        "epoch_seconds_median": 12.0,
+                        "ratio_to_floor_median": 1.6,
+                        "floor_tflop": 0.8,
+                    },
+                    "speedup": 2.5,
+                },
+            }
+        )
+    )
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: sasrec_profile.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "| after | 2 | 12.0 | 0.80 | 1.60x |" in text
+    assert "speed-up after / before 2.50x" in text
+    assert "| `aten::mm` | 10 | 5.0 | 40.0% |" in text
