@@ -74,7 +74,6 @@ def sgemm_gflops(m: int, k: int, n: int, threads: int, repeats: int = 20) -> flo
 def load_beauty(path: Path) -> tuple[Any, Any, Any]:
     sys.path.insert(0, str(HERE))
     from sasrec_beauty import read_sequences
-
     from shopsight.data.dataset import Dataset
     from shopsight.data.split import leave_last_out
 
@@ -109,9 +108,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-            with training_run(on_epoch=lambda e, r: rows.append(dict(r))):
-                model.fit(train, valid)
+        with (
+            profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof,
+            training_run(on_epoch=lambda e, r: rows.append(dict(r))),
+        ):
+            model.fit(train, valid)
         avg = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in avg) or 1.0
         top = sorted(avg, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         args.worker.write_text(json.dumps(worker(args), default=float))
         return 0
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     versions: dict[str, Path] = {"after": ROOT / "src"}
     tmp = tempfile.TemporaryDirectory()
     if args.baseline_rev:

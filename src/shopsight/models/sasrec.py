@@ -674,6 +674,7 @@ class SASRec(ContentMixin, Recommender):
                 self._score, seen, targets, k=10, max_users=self.valid_users, seed=self.seed
             )
 
+        metric.metric_name = "NDCG@10"  # type: ignore[attr-defined]
         return metric
 
     # -- histories --------------------------------------------------------------------------------
