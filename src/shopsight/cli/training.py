@@ -163,14 +163,17 @@ def recommend(
     if not as_json:
         if art.privacy is not None:
             err.print(privacy_line(art.privacy))
-        if not meta:
-            err.print(f"(no catalogue at {catalogue}: item ids only; pass --store for titles)")
+        if not catalogue.exists():
+            err.print(f"(no store at {catalogue}: item ids only; pass --store for titles)")
+        # Only the columns the catalogue can fill: an all-empty column reads like missing data.
+        columns = [c for c in ("title", "category") if any(m.get(c) for m in meta.values())]
+        if catalogue.exists() and not columns:
+            err.print(f"({catalogue} has no titles or categories for these items: ids only)")
         for u, r in recs.items():
             table = Table(
                 "rank",
                 "item_id",
-                "title",
-                "category",
+                *columns,
                 "score",
                 title=f"{u}" + ("" if r["known_user"] else " (cold)"),
             )
@@ -179,8 +182,7 @@ def recommend(
                 table.add_row(
                     str(rank),
                     str(it["item_id"]),
-                    str(m.get("title") or ""),
-                    str(m.get("category") or ""),
+                    *(str(m.get(c) or "") for c in columns),
                     f"{it['score']:.4f}",
                 )
             err.print(table)
