@@ -48,6 +48,7 @@ class Provenance:
     max_load: float
     commit: str | None = None
     quick: bool = False
+    loadavg: tuple[float, float] | None = None  # 1-minute load average before and after
 
     def line(self, path: str) -> str:
         parts = [f"`{path}`"]
@@ -60,6 +61,10 @@ class Provenance:
             parts.append("load not stated in the results file")
         else:
             parts.append(f"load {self.load:.2f} ({self.load_source})")
+        if self.loadavg is not None:
+            parts.append(
+                f"1-minute load average {self.loadavg[0]:.2f} before, {self.loadavg[1]:.2f} after"
+            )
         if self.quick:
             parts.append("**quick (smoke) sizes**")
         if self.recorded is False:
@@ -106,6 +111,12 @@ def provenance(result: dict[str, Any], max_load: float, command: str | None = No
             max_load=float(run.get("max_load", max_load)),
             commit=run.get("git_commit"),
             quick=bool(run.get("quick")),
+            loadavg=(
+                float(_first(run.get("loadavg_before")) or 0.0),
+                float(_first(run.get("loadavg_after")) or 0.0),
+            )
+            if run.get("loadavg_before") and run.get("loadavg_after")
+            else None,
         )
     machine = result.get("machine") if isinstance(result.get("machine"), dict) else {}
     la = result.get("load_average")
@@ -345,8 +356,12 @@ def r_train(d: dict[str, Any], c: Ctx) -> str:
             ]
             for r in runs
         ]
+    missing = sorted(
+        {f"{r['engine']}: {r['note']}" for r in runs if r.get("ndcg10") is None and r.get("note")}
+    )
     head = (
-        f"{d.get('threads')} thread(s), {d.get('factors')} factors, fastest of "
+        (f"Peers that did not run: {'; '.join(missing)}. " if missing else "")
+        + f"{d.get('threads')} thread(s), {d.get('factors')} factors, fastest of "
         f"{d.get('repeat')} fit(s); split: {d.get('split')}."
     )
     return (
@@ -944,13 +959,16 @@ def build(results: Path, template: Path, max_load: float) -> str:
     unrecorded = sorted((results / "unrecorded").glob("*.json"))
     if unrecorded:
         parts.append(
-            "\n## Later runs not recorded\n\nRun after the figures above, on a busy "
-            "machine: they did not replace them.\n"
+            "\n## Later runs not recorded\n\nRun after the figures above on a busy machine, "
+            "so they did not replace them; their quality figures hold all the same (timings "
+            "n/r).\n"
         )
         for p in unrecorded:
-            prov = provenance(json.loads(p.read_text()), max_load)
-            parts.append(f"\n- {prov.line(_shown(p)).removeprefix('Source: ')}")
-        parts.append("\n")
+            data = json.loads(p.read_text())
+            parts.append(
+                f"\n### `{p.name}` (later run)\n\n"
+                f"{render(p.name, data, max_load, commands.get(p.name), _shown(p))}\n"
+            )
     log_path = results / "run_all.json"
     if log_path.exists():
         parts.append(

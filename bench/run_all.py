@@ -7,7 +7,8 @@ threads do not count against it; ``os.getloadavg()`` before and after is recorde
 job whose other-process load (the larger of the few seconds before it and the mean during it)
 is above ``--max-load`` is **not recorded**: its results file keeps ``"recorded": false`` and
 the report shows its timings as not recorded (quality figures do not depend on load). A result
-that was not recorded never replaces one that was: it goes to ``RESULTS/unrecorded/``.
+that was not recorded never replaces one that was (or one of unknown load, from before
+``run_all``): it goes to ``RESULTS/unrecorded/``.
 
 Every results file gets a ``"run"`` block: the command, date, seconds, git commit, load before
 / during / after, the judgement and the machine. ``RESULTS/run_all.json`` lists every job of
@@ -58,6 +59,7 @@ class Job:
     quick: tuple[str, ...] = ()
     about: str = ""
     timeout_s: float = 4 * 3600
+    has_quick: bool = True  # False: no small sizes known, so a quick run leaves it out
 
 
 _SMALL_SERVE = ("--items", "3000", "--users", "1000", "--seconds", "3", "--rate", "50")
@@ -301,6 +303,7 @@ def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
                     tuple(decl.get("full", ())),
                     tuple(decl.get("quick", ())),
                     str(decl.get("about", "")),
+                    has_quick="quick" in decl,
                 )
             )
             continue
@@ -315,6 +318,7 @@ def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
                 (),
                 quick,
                 "found in bench/ (not registered in run_all.JOBS)",
+                has_quick=bool(quick),
             )
         )
     return found
@@ -483,14 +487,15 @@ def _load_result(path: Path) -> dict[str, Any] | None:
 
 
 def place(result: dict[str, Any], results: Path, name: str, max_load: float) -> Path:
-    """Write a finished result where it belongs: over the current file unless this one was not
-    recorded and the current one was (then under ``unrecorded/``)."""
+    """Write a finished result where it belongs: over the current file, unless this one was not
+    recorded and the current one may have been (recorded, or of unknown load): then under
+    ``unrecorded/``, so that a busy run never pushes out figures taken on a quiet machine."""
     target = results / name
     current = _load_result(target)
     if not result["run"]["recorded"] and current is not None:
         from report import provenance
 
-        if provenance(current, max_load).recorded:
+        if provenance(current, max_load).recorded is not False:
             target = results / "unrecorded" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
@@ -678,6 +683,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = results / "run_all.json"
     for job in chosen:
         timeout = args.timeout or (900.0 if args.quick else job.timeout_s)
+        if args.quick and not job.has_quick:
+            why = "no small sizes known (give the script --quick, or RUN_ALL = {'quick': [...]})"
+            log["jobs"].append({"job": job.name, "status": "skipped", "seconds": 0, "error": why})
+            print(f"[{_now()}] {job.name}: skipped in a quick run: {why}", flush=True)
+            log["finished"] = _now()
+            summary.write_text(json.dumps(log, indent=2, default=str) + "\n")
+            continue
         print(f"[{_now()}] {job.name}: {job.about}", flush=True)
         entry = run_job(
             job,
@@ -699,10 +711,12 @@ def main(argv: list[str] | None = None) -> int:
         print(line, flush=True)
         log["finished"] = _now()
         summary.write_text(json.dumps(log, indent=2, default=str) + "\n")
-    failed = [e["job"] for e in log["jobs"] if e["status"] != "ok"]
+    failed = [e["job"] for e in log["jobs"] if e["status"] not in ("ok", "skipped")]
+    skipped = [e["job"] for e in log["jobs"] if e["status"] == "skipped"]
     print(
-        f"{len(log['jobs']) - len(failed)} ok, {len(failed)} failed"
+        f"{len(log['jobs']) - len(failed) - len(skipped)} ok, {len(failed)} failed"
         + (f": {', '.join(failed)}" if failed else "")
+        + (f", {len(skipped)} skipped: {', '.join(skipped)}" if skipped else "")
         + f"; summary in {summary}"
     )
     if args.report:

@@ -177,6 +177,20 @@ def test_a_busy_run_replaces_a_file_that_was_not_recorded_either(
     assert not (bench / "results" / "unrecorded").exists()
 
 
+def test_a_busy_run_keeps_an_older_file_of_unknown_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench_dir(tmp_path)
+    (bench / "results").mkdir()
+    (bench / "results" / "fast.json").write_text(json.dumps({"n": 1, "date": "2026-11-29"}))
+    _run(monkeypatch, bench, JOBS[:1], FakeSampler(3.0, 3.0))
+    assert json.loads((bench / "results" / "fast.json").read_text()) == {
+        "n": 1,
+        "date": "2026-11-29",
+    }
+    assert (bench / "results" / "unrecorded" / "fast.json").exists()
+
+
 def test_quick_uses_the_small_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _bench_dir(tmp_path)
     _run(monkeypatch, bench, JOBS[:1], FakeSampler(0.0, 0.0), "--quick", "--only", "fast")
@@ -206,6 +220,19 @@ def test_discover_finds_new_scripts(tmp_path: Path) -> None:
     assert jobs["declared"].full == ("--big",) and jobs["declared"].out == "dec.json"
     assert jobs["plain"].out == "plain.json" and jobs["plain"].quick == ("--quick",)
     assert jobs["printer"].out is None
+    assert jobs["declared"].has_quick and jobs["plain"].has_quick
+    assert not jobs["printer"].has_quick
+
+
+def test_quick_leaves_out_jobs_without_small_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = _bench_dir(tmp_path)
+    jobs = [*JOBS[:1], run_all.Job("big", "fast.py", "big.json", has_quick=False)]
+    log = _run(monkeypatch, bench, jobs, FakeSampler(0.0, 0.0), "--quick")
+    assert [(e["job"], e["status"]) for e in log["jobs"]] == [("fast", "ok"), ("big", "skipped")]
+    assert "no small sizes known" in log["jobs"][1]["error"]
+    assert not (bench / "results" / "big.json").exists()
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -292,7 +319,11 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
             }
         )
     )
-    (results / "unrecorded" / "dp.json").write_text(json.dumps({"run": _run_block(3.3, False)}))
+    (results / "unrecorded" / "dp.json").write_text(
+        json.dumps(
+            {"rows": [{"run": "popularity", "ndcg@10": 0.25}], "run": _run_block(3.3, False)}
+        )
+    )
     (results / "run_all.json").write_text(
         json.dumps(
             {
@@ -320,6 +351,7 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
     assert "### `defaults.json`" in text
     assert "| bpr | 0.4100 | 0.4500 | n/r |" in text  # load 6.0: its timing column masked
     assert "## Later runs not recorded" in text and "load 3.30 > 1.5" in text
+    assert "| popularity | - | 0.2500 |" in text  # its quality figures are shown
     assert "| dp | failed | 2 | not recorded (load 3.30 > 1.5) | exit status 1: boom |" in text
 
 
