@@ -42,6 +42,7 @@ from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
+from shopsight.training.report import training_line, training_summary
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -406,6 +407,7 @@ class Experiment:
                                 for k, v in rec.get("metrics", {}).items()
                                 if isinstance(v, float)
                             )
+                            + (f"  ({training_line(rec['training'])})" if "training" in rec else "")
                             if "metrics" in rec
                             else f"  {label}: error: {rec.get('error')}"
                         )
@@ -483,6 +485,9 @@ class Experiment:
             t1 = time.perf_counter()
             model.fit(train, valid)
             rec["fit_seconds"] = time.perf_counter() - t1
+            training = training_summary(model)
+            if training is not None:  # epochs, best epoch, why it stopped, per-epoch history
+                rec["training"] = training
             privacy = getattr(model, "privacy_", None)
             if isinstance(privacy, Mapping):  # a private model: the budget it spent
                 rec["privacy"] = {
