@@ -49,11 +49,14 @@ class Provenance:
     commit: str | None = None
     quick: bool = False
     loadavg: tuple[float, float] | None = None  # 1-minute load average before and after
+    command_known: bool = True  # False: the file does not say; ``command`` is today's rerun
 
     def line(self, path: str) -> str:
         parts = [f"`{path}`"]
-        if self.command:
+        if self.command and self.command_known:
             parts.append(f"command `{self.command}`")
+        elif self.command:
+            parts.append(f"rerun with `{self.command}` (the file does not record its command)")
         parts.append(f"date {_date(self.date)}")
         if self.commit:
             parts.append(f"commit {self.commit}")
@@ -129,9 +132,11 @@ def provenance(result: dict[str, Any], max_load: float, command: str | None = No
         result.get("load"),
     )
     date = machine.get("date") or result.get("date")
+    own = result.get("command")
     return Provenance(
         date=date if isinstance(date, str) else None,
-        command=result["command"].strip() if isinstance(result.get("command"), str) else command,
+        command=own.strip() if isinstance(own, str) else command,
+        command_known=isinstance(own, str),
         load=load,
         load_source="1-minute load average at the start, from the results file",
         recorded=None if load is None else load <= max_load,
