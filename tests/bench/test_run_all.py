@@ -314,10 +314,10 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
             }
         )
     )
-    (results / "defaults.json").write_text(
+    (results / "other_bench.json").write_text(
         json.dumps(
             {
-                "title": "defaults",
+                "title": "other",
                 "columns": ["model", "default", "tuned", "fit_seconds"],
                 "rows": [["bpr", 0.41, 0.45, 12.5]],
                 "machine": {"load_average": [6.0, 5, 5]},
@@ -353,7 +353,7 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
     text = report.build(results, template, 1.5)
     assert "load 0.40 (1-minute load average at the start" in text
     assert "| 3 | 300 | 4 | 0.9000 | 0.9500 | a, b |" in text
-    assert "### `defaults.json`" in text
+    assert "### `other_bench.json`" in text
     assert "| bpr | 0.4100 | 0.4500 | n/r |" in text  # load 6.0: its timing column masked
     assert "## Later runs not recorded" in text and "load 3.30 > 1.5" in text
     assert "| popularity | - | 0.2500 |" in text  # its quality figures are shown
@@ -407,3 +407,40 @@ def test_report_renders_a_sasrec_profile(tmp_path: Path) -> None:
     assert "| after | 2 | 12.0 | 0.80 | 1.60x |" in text
     assert "speed-up after / before 2.50x" in text
     assert "| `aten::mm` | 10 | 5.0 | 40.0% |" in text
+
+
+def test_report_renders_defaults_against_tuned(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [
+        {
+            "dataset": "ml100k",
+            "protocol": "stratified-item-75-25",
+            "model": "bpr",
+            "metric": "ndcg@10",
+            "default": 0.40,
+            "tuned": 0.45,
+            "ratio": 0.40 / 0.45,
+            "flag": True,
+            "trials": {"complete": 8},
+        },
+        {
+            "dataset": "ml100k",
+            "model": "ease",
+            "metric": "ndcg@10",
+            "default": 0.48,
+            "tuned": 0.48,
+            "ratio": 1.0,
+            "flag": False,
+            "trials": {"complete": 8},
+        },
+        {"dataset": "shop", "model": "bpr", "error": "ValueError: boom\ntrace"},
+    ]
+    (results / "defaults.json").write_text(json.dumps({"flag_below": 0.9, "results": rows}))
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: defaults.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "| model | ml100k (stratified-item-75-25, ndcg@10) | shop |" in text
+    assert "| bpr | 0.4000 / 0.4500 = 0.89 **(default more than 10% below)** (8 trials) | " in text
+    assert "failed: ValueError: boom |" in text
+    assert "| ease | 0.4800 / 0.4800 = 1.00 (8 trials) | not run |" in text
