@@ -438,7 +438,7 @@ def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
     if "kfold" in s:
         res = s["kfold"]["result"]
         ours = ", ".join(f"{m} {_mean(res['summary'], m, 'rmse'):.4f}" for m in res["models"])
-        pub = _published(res, "rmse", lambda k: "official" in k)
+        pub = _published(res, "rmse", lambda k: True)
         rows.append(["kfold-5 (official u1..u5), RMSE", "MovieLens-100K", ours, pub])
     if "topn" in s:
         for proto in ("stratified-item-75-25", "random-75-25", "ratio-80-20"):
@@ -469,12 +469,24 @@ def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
                     "-",
                 ]
             )
+    targets = []
+    for k, v in s.items():
+        tgt = v.get("target") if isinstance(v, dict) else None
+        if isinstance(tgt, dict) and "met" in tgt:
+            what = ", ".join(f"{x} {y}" for x, y in tgt.items() if x != "met")
+            targets.append(f"{k} ({what}): {'met' if tgt['met'] else 'not met'}")
     fast = [k for k, v in s.items() if isinstance(v, dict) and v.get("fast")]
     secs = ", ".join(
         f"{k} {c.t(v.get('seconds'), '{:.0f}')} s" for k, v in s.items() if isinstance(v, dict)
     )
-    note = f"Section times: {secs}." + (
-        f" Sections run with `--fast` (fewer samples/trials): {', '.join(fast)}." if fast else ""
+    note = (
+        (f"Targets: {'; '.join(targets)}. " if targets else "")
+        + f"Section times: {secs}."
+        + (
+            f" Sections run with `--fast` (fewer samples/trials): {', '.join(fast)}."
+            if fast
+            else ""
+        )
     )
     return table(["protocol", "dataset", "ours", "published"], rows) + "\n\n" + note
 
