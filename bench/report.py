@@ -1037,6 +1037,17 @@ def run_summary(log: dict[str, Any]) -> str:
     return head + "\n\n" + table(["job", "status", "s", "load", "error"], rows)
 
 
+def _read(path: Path) -> dict[str, Any] | str:
+    """The file's JSON object, or one line saying why it cannot be used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"(`{_shown(path)}` cannot be read as JSON: {exc})"
+    if not isinstance(data, dict):
+        return f"(`{_shown(path)}` holds a JSON {type(data).__name__}, not an object)"
+    return data
+
+
 def build(results: Path, template: Path, max_load: float) -> str:
     text = template.read_text(encoding="utf-8")
     files = {p.name: p for p in sorted(results.glob("*.json")) if p.name != "run_all.json"}
@@ -1050,7 +1061,10 @@ def build(results: Path, template: Path, max_load: float) -> str:
             if name in commands:
                 return f"(no `{_shown(results / name)}` yet: `{commands[name]}` writes it.)"
             return f"(no `{_shown(results / name)}` yet.)"
-        data = json.loads(path.read_text())
+        data = _read(path)
+        if isinstance(data, str):
+            print(f"report: {data.strip('()')}", file=sys.stderr)
+            return data
         return render(name, data, max_load, commands.get(name), _shown(path))
 
     text = MARKER.sub(lambda m: section(m.group(1)), text)
@@ -1071,16 +1085,19 @@ def build(results: Path, template: Path, max_load: float) -> str:
             "n/r).\n"
         )
         for p in unrecorded:
-            data = json.loads(p.read_text())
+            data = _read(p)
+            if isinstance(data, str):
+                print(f"report: {data.strip('()')}", file=sys.stderr)
+                parts.append(f"\n{data}\n")
+                continue
             parts.append(
                 f"\n### `{p.name}` (later run)\n\n"
                 f"{render(p.name, data, max_load, commands.get(p.name), _shown(p))}\n"
             )
     log_path = results / "run_all.json"
-    if log_path.exists():
-        parts.append(
-            "\n## Latest `run_all`\n\n" + run_summary(json.loads(log_path.read_text())) + "\n"
-        )
+    log = _read(log_path) if log_path.exists() else None
+    if isinstance(log, dict):
+        parts.append("\n## Latest `run_all`\n\n" + run_summary(log) + "\n")
     return "".join(parts)
 
 

@@ -444,3 +444,18 @@ def test_report_renders_defaults_against_tuned(tmp_path: Path) -> None:
     assert "| bpr | 0.4000 / 0.4500 = 0.89 **(default more than 10% below)** (8 trials) | " in text
     assert "failed: ValueError: boom |" in text
     assert "| ease | 0.4800 / 0.4800 = 1.00 (8 trials) | not run |" in text
+
+
+def test_report_names_a_broken_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "ingest.json").write_text('{"rows": 1,')
+    (results / "list.json").write_text("[1, 2]")
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: ingest.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "ingest.json` cannot be read as JSON" in text
+    assert "list.json` holds a JSON list, not an object" in text
+    assert "ingest.json cannot be read as JSON" in capsys.readouterr().err.replace("`", "")
