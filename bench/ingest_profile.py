@@ -3,13 +3,14 @@
 Takes the first ``--rows`` rows of the benchmark CSV (``bench/ingest.py`` writes it) into a
 fresh store and prints each slow statement with its seconds, then the file's counts.
 
-    python bench/ingest_profile.py --rows 2000000
+    python bench/ingest_profile.py --rows 2000000 [--out bench/results/ingest_profile.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import tempfile
 import time
@@ -27,13 +28,16 @@ class _TimedConnection:
 
     def __init__(self, conn: Any, threshold: float) -> None:
         self._conn, self._threshold = conn, threshold
+        self.slow: list[dict[str, Any]] = []
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
         out = self._conn.execute(sql, *args, **kwargs)
         dt = time.perf_counter() - t
         if dt > self._threshold:
-            print(f"{dt:7.2f}s  {' '.join(sql.split())[:110]}")
+            text = " ".join(sql.split())
+            self.slow.append({"seconds": round(dt, 3), "sql": text[:300]})
+            print(f"{dt:7.2f}s  {text[:110]}")
         return out
 
     def __getattr__(self, name: str) -> Any:
@@ -44,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--csv", type=Path, default=HERE / "_work" / "events_10000000.csv")
+    ap.add_argument("--out", type=Path, default=None, help="also write the timings as JSON")
     args = ap.parse_args()
     if not args.csv.exists():
         sys.exit(f"{args.csv}: missing; run bench/ingest.py first (it writes the file)")
@@ -52,13 +57,28 @@ def main() -> None:
         with args.csv.open() as src, part.open("w") as dst:
             dst.writelines(itertools.islice(src, args.rows + 1))  # + the header
         with Store(Path(tmp) / "profile.duckdb") as store:
-            store.conn = _TimedConnection(store.conn, 0.2)  # type: ignore[assignment]
+            timed = _TimedConnection(store.conn, 0.2)
+            store.conn = timed  # type: ignore[assignment]
             t = time.perf_counter()
             r = ingest_file(store, part)
+            seconds = time.perf_counter() - t
             print(
                 f"{r.read:,} read, {r.stored:,} stored, {r.duplicates:,} duplicates, "
-                f"{r.quarantined:,} quarantined in {time.perf_counter() - t:.1f}s"
+                f"{r.quarantined:,} quarantined in {seconds:.1f}s"
             )
+    if args.out is not None:
+        result = {
+            "benchmark": "ingest_profile",
+            "rows": args.rows,
+            "read": r.read,
+            "stored": r.stored,
+            "duplicates": r.duplicates,
+            "quarantined": r.quarantined,
+            "seconds": round(seconds, 2),
+            "slow_statements": timed.slow,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

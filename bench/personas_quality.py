@@ -54,13 +54,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--seeds", default="3,5")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "personas_quality.json",
+    )
     a = ap.parse_args()
     runs = [one(a.users, int(s)) for s in a.seeds.split(",")]
     result = {"runs": runs, "ari_mean": round(float(np.mean([r["ari"] for r in runs])), 4)}
     text = json.dumps(result, indent=2)
     print(text)
     if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(text + "\n")
 
 

@@ -5,11 +5,13 @@ encodes the same real catalogue titles as ``bench/features.py`` with the fp32 an
 session in this process, and prints titles/s of each and the cosine agreement of their vectors
 (the fast path must keep min cosine >= 0.999 against PyTorch; fp32 ONNX does).
 
-    python bench/text_int8.py
+    python bench/text_int8.py [--titles 2646] [--out bench/results/text_int8.json]
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +27,13 @@ from shopsight.features.text import TextEncoder
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--titles", type=int, default=2646, help="how many titles to encode")
+    ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    args = ap.parse_args()
     enc = TextEncoder(backend="onnx").load()
     fp32 = enc.onnx_path()
-    titles = [t for _, t in fashion_rows()][:2000] + gift_titles()[:646]
+    titles = ([t for _, t in fashion_rows()][:2000] + gift_titles()[:646])[: args.titles]
     with tempfile.TemporaryDirectory() as tmp:
         int8 = Path(tmp) / "int8.onnx"
         quantize_dynamic(
@@ -42,7 +48,7 @@ def main() -> None:
             options = ort.SessionOptions()
             options.intra_op_num_threads = num_threads(None)
             enc._session = ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
-            enc._run_batches(titles[:200], enc._onnx_forward)  # warm-up
+            enc._run_batches(titles[: min(200, len(titles))], enc._onnx_forward)  # warm-up
             t = time.perf_counter()
             vectors = enc._run_batches(titles, enc._onnx_forward).vectors
             results[label] = (vectors, len(titles) / (time.perf_counter() - t))
@@ -52,6 +58,18 @@ def main() -> None:
         f"{len(titles)} titles: fp32 {r32:.1f}/s  int8 {r8:.1f}/s  speed-up {r8 / r32:.2f}  "
         f"cosine min {cos.min():.5f} mean {cos.mean():.5f}"
     )
+    if args.out is not None:
+        result = {
+            "benchmark": "text_int8",
+            "titles": len(titles),
+            "fp32_per_second": round(r32, 1),
+            "int8_per_second": round(r8, 1),
+            "speedup_int8_vs_fp32": round(r8 / r32, 3),
+            "cosine_min": round(float(cos.min()), 5),
+            "cosine_mean": round(float(cos.mean()), 5),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

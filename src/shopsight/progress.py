@@ -9,6 +9,7 @@ Nested steps share one live display (rich allows only one at a time)::
         for batch in batches:
             ...
             t.advance(len(batch), info="text")
+            t.log("a line that stays above the bar")
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class Task:
         if self._progress is not None:
             fields = {} if info is None else {"info": info}
             self._progress.update(self._id, advance=n, **fields)
+
+    def log(self, text: str) -> None:
+        """A line printed above the live bars that stays after they are gone (e.g. an epoch's
+        loss, validation metric and seconds); nothing when progress is off."""
+        if self._progress is not None:
+            self._progress.console.print(text, highlight=False, markup=False)
 
     def update(
         self, *, total: float | None = None, info: str | None = None, description: str | None = None

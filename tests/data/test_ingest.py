@@ -433,3 +433,10 @@ def test_every_row_is_stored_duplicate_or_quarantined(
             "SELECT count(*) FROM events WHERE user_id IS NULL OR timestamp < '1990-01-01' OR value < 0"
         ).fetchone()
         assert bad == (0,)
+
+
+def test_store_connection_keeps_stdout_for_json(tmp_path: Path) -> None:
+    # DuckDB's own progress bar writes to stdout on long queries; `--json` must stay one object.
+    with Store(tmp_path / "s.duckdb") as store:
+        setting = store.conn.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    assert setting == (False,)

@@ -127,6 +127,11 @@ def test_output_formats(shop_result):
     # MMRec's Baby figures do not compare with the synthetic shop: listed apart, named
     ours, apart = md.split("Published on Amazon Baby, not comparable")
     assert "[published" not in ours and "| FREEDOM (Baby) [published on Amazon Baby] |" in apart
+    # only the metrics the publication gives: no all-empty columns
+    apart_table = next(c for c in apart.split("\n\n") if c.startswith("| model")).splitlines()
+    apart_rows = [ln.split("|")[1:-1] for ln in apart_table if ln.startswith("| ")]
+    for j in range(1, len(apart_rows[0])):
+        assert any(r[j].strip() for r in apart_rows[1:]), apart_rows[0][j]
     assert "p (Wilcoxon)" in md and "p Holm (Wilcoxon)" in md
     rows = list(csv.DictReader(io.StringIO(to_csv(shop_result))))
     assert {r["source"] for r in rows} == {"ours", "published"}

@@ -301,3 +301,55 @@ def test_bad_parameters_are_named() -> None:
         SASRec(loss="hinge").fit(ds)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dropout"):
         SASRec(dropout=1.0).fit(ds)
+
+
+def test_training_reports_itself_max_epochs(
+    walk: tuple[Dataset, Dataset, Dataset], trained: SASRec, tmp_path: Path
+) -> None:
+    """The fixture's real fit (25 epochs, no patience): every epoch recorded, best = argmax."""
+    import json
+
+    r = trained.train_result_
+    assert r.stop_reason == "max_epochs" and r.epochs_run == FAST["epochs"] == r.max_epochs
+    assert len(r.history) == r.epochs_run and r.metric_name == "NDCG@10"
+    metrics = [row["metric"] for row in r.history]
+    assert r.best_epoch == int(np.argmax(metrics)) + 1 and r.best_metric == max(metrics)
+    assert all(row["seconds"] > 0 and row["valid_seconds"] > 0 for row in r.history)
+    # the manifest beside the weights
+    meta = json.loads((trained.save(tmp_path / "m") / "config.json").read_text())["meta"]
+    assert meta["training"]["stop_reason"] == "max_epochs"
+    assert meta["training"]["best_epoch"] == r.best_epoch
+    assert len(meta["training"]["history"]) == r.epochs_run
+
+
+def test_training_reports_itself_early_stopping(
+    walk: tuple[Dataset, Dataset, Dataset],
+) -> None:
+    _, train, valid = walk
+    model = SASRec(**{**FAST, "epochs": 60, "patience": 2}).fit(train, valid)
+    r = model.train_result_
+    assert r.stop_reason == "early_stopping" and r.stopped_early
+    assert r.epochs_run < 60 and len(r.history) == r.epochs_run
+    metrics = [row["metric"] for row in r.history]
+    assert r.best_epoch == int(np.argmax(metrics)) + 1
+    # stopped exactly `patience` evaluations after the best one
+    assert r.epochs_run == r.best_epoch + 2
+
+
+def test_fused_cross_entropy_matches_autograd() -> None:
+    torch.manual_seed(0)
+    h = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(13, 6, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(13, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 13, (9,))
+    weight = torch.rand(9, dtype=torch.float64)
+    got = sasrec_module._SoftmaxCE.apply(h, table, bias, target)
+    (got * weight).sum().backward()
+    grads = [x.grad.clone() for x in (h, table, bias)]
+    for x in (h, table, bias):
+        x.grad = None
+    want = torch.nn.functional.cross_entropy(h @ table.T + bias, target, reduction="none")
+    (want * weight).sum().backward()
+    assert torch.allclose(got, want)
+    for g, x in zip(grads, (h, table, bias), strict=True):
+        assert torch.allclose(g, x.grad)

@@ -133,3 +133,21 @@ def test_gbdt_matrix_columns_are_named(shop: Shop) -> None:
     assert x.shape == (len(shop.test), len(names)) and len(set(names)) == len(names)
     cos = x[:, names.index("hist_content_cos")]
     assert np.all((cos >= -1.0001) & (cos <= 1.0001))
+
+
+def test_training_reports_itself(shop: Shop, esmm: FunnelPredictor) -> None:
+    """The fixture's real fit: each epoch's losses and seconds, best epoch, why it stopped."""
+    info = esmm.info_
+    assert info["epochs_run"] == len(esmm.history_) and info["training"]["max_epochs"] == 3
+    losses = [row["valid_loss"] for row in esmm.history_]
+    # the kept weights: the lowest loss (gains under 1e-5 do not count)
+    assert losses[info["best_epoch"] - 1] <= min(losses) + 1e-5
+    assert info["training"]["best_metric"] == losses[info["best_epoch"] - 1]
+    expected = "max_epochs" if len(losses) == 3 else "early_stopping"
+    assert info["stop_reason"] == expected == info["training"]["stop_reason"]
+    assert all(row["seconds"] > 0 for row in esmm.history_)
+    stopped = FunnelPredictor("esmm", epochs=40, patience=1, threads=1, lr=0.05).fit_examples(
+        shop.train, shop.valid, shop.vocab, shop.content
+    )
+    r = stopped.train_result_
+    assert r.stop_reason == "early_stopping" and r.epochs_run == r.best_epoch + 1 < 40

@@ -163,3 +163,106 @@ def test_fused_optimizer_only_when_asked() -> None:
     fused = _make_optimizer(params, TrainConfig(optimizer="adamw", fused_optimizer=True))
     assert not plain.defaults.get("fused")
     assert fused.defaults.get("fused") is True
+
+
+# -- training that reports itself ----------------------------------------------------------------
+
+
+def test_stop_reason_early_stopping_and_best_epoch_is_the_argmax() -> None:
+    scripted = iter([0.1, 0.5, 0.4, 0.3, 0.9, 0.9])
+    cfg = TrainConfig(epochs=6, lr=0.1, optimizer="sgd", patience=2)
+    result = Trainer(Quadratic(), cfg).fit(one_batch, validate=lambda: next(scripted))
+    assert result.stop_reason == "early_stopping" and result.stopped_early
+    assert "2 evaluations" in result.stop_detail
+    assert len(result.history) == result.epochs_run == 4 and result.max_epochs == 6
+    metrics = [row["metric"] for row in result.history]
+    assert result.best_epoch == int(np.argmax(metrics)) + 1
+    for row in result.history:
+        assert row["seconds"] >= row["train_seconds"] >= 0 and row["valid_seconds"] >= 0
+        assert row["seconds"] >= row["train_seconds"] + row["valid_seconds"] - 1e-9
+
+
+def test_stop_reason_max_epochs() -> None:
+    scripted = iter([0.1, 0.2, 0.15, 0.3])
+    cfg = TrainConfig(epochs=4, lr=0.1, optimizer="sgd", patience=2)
+    result = Trainer(Quadratic(), cfg).fit(one_batch, validate=lambda: next(scripted))
+    assert result.stop_reason == "max_epochs" and not result.stopped_early
+    assert len(result.history) == result.epochs_run == 4 and result.best_epoch == 4
+    no_valid = Trainer(Quadratic(), TrainConfig(epochs=3)).fit(one_batch)
+    assert no_valid.stop_reason == "max_epochs" and no_valid.best_epoch is None
+    assert no_valid.metric_name is None and "valid_seconds" not in no_valid.history[0]
+
+
+def test_time_budget_stops_after_the_running_epoch_and_keeps_the_best() -> None:
+    scripted = iter([0.3, 0.2])
+    module = Quadratic()
+    with training_run(time_budget=1e-9):
+        result = Trainer(module, TrainConfig(epochs=50, lr=0.1, optimizer="sgd")).fit(
+            one_batch, validate=lambda: next(scripted)
+        )
+    assert result.stop_reason == "time_budget" and result.epochs_run == 1
+    assert "time budget" in result.stop_detail and result.best_epoch == 1
+    with pytest.raises(TrainingError, match="time_budget"), training_run(time_budget=0):
+        pass
+
+
+def test_each_epoch_and_the_stop_are_shown_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from shopsight import progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    monkeypatch.delenv("SHOPSIGHT_QUIET", raising=False)
+    progress.set_quiet(None)
+    scripted = iter([0.1, 0.5, 0.4, 0.3])
+    cfg = TrainConfig(epochs=6, lr=0.1, optimizer="sgd", patience=2)
+
+    def metric() -> float:
+        return next(scripted)
+
+    metric.metric_name = "NDCG@10"  # type: ignore[attr-defined]
+    Trainer(Quadratic(), cfg).fit(one_batch, validate=metric)
+    shown = tty.getvalue()
+    for epoch in range(1, 5):
+        assert f"epoch {epoch}/6  loss " in shown
+    assert "NDCG@10 0.5000 (best 0.5000 @ 2)" in shown and "(valid " in shown
+    assert "trained 4 epochs" in shown and "early stopping" in shown
+    assert "best epoch 2 (NDCG@10 0.5000)" in shown
+    assert capsys.readouterr().out == ""
+    # --quiet: nothing at all
+    tty.seek(0)
+    tty.truncate()
+    progress.set_quiet(True)
+    try:
+        Trainer(Quadratic(), TrainConfig(epochs=2)).fit(one_batch)
+    finally:
+        progress.set_quiet(None)
+    assert tty.getvalue() == ""
+
+
+def test_single_target_ndcg_equals_the_top_k_computation() -> None:
+    rng = np.random.default_rng(3)
+    n_users, n_items = 200, 40
+    seen = sp.csr_matrix((rng.random((n_users, n_items)) < 0.2).astype(np.float32))
+    dense_t = np.zeros((n_users, n_items), np.float32)
+    for u in range(n_users):
+        dense_t[u, rng.choice(np.flatnonzero(seen[u].toarray()[0] == 0))] = 1
+    targets = sp.csr_matrix(dense_t)
+    # integer scores: many ties, which rank by item index
+    scores = rng.integers(0, 6, (n_users, n_items)).astype(np.float32)
+    got = ranking_ndcg(lambda u: scores[u], seen, targets, k=5)
+    want = 0.0
+    for u in range(n_users):
+        s = scores[u].copy()
+        s[seen[u].indices] = -np.inf
+        order = np.lexsort((np.arange(n_items), -s))  # score desc, then index
+        rank = int(np.flatnonzero(order == targets[u].indices[0])[0])
+        want += 1 / math.log2(rank + 2) if rank < 5 else 0.0
+    assert got == pytest.approx(want / n_users)

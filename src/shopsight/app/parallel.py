@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from shopsight import distributed as D
 from shopsight.errors import DataError, InputError, ShopsightError
+from shopsight.training.report import training_summary
 
 Job = Callable[[dict[str, Any], D.DistContext], dict[str, Any]]
 
@@ -92,7 +93,14 @@ def train_job(kw: dict[str, Any], ctx: D.DistContext) -> dict[str, Any]:
         + (f" with {ctx.world_size} processes" if ctx.world_size > 1 else ""),
     )
     t0 = time.perf_counter()
-    rec.fit(ds)
+    budget = kw.get("time_budget")
+    if budget is not None:
+        from shopsight.training.trainer import training_run
+
+        with training_run(time_budget=float(budget)):
+            rec.fit(ds)
+    else:
+        rec.fit(ds)
     seconds = time.perf_counter() - t0
     mode = _fit_mode(rec, ctx)
     run = {"world_size": ctx.world_size, "backend": ctx.backend, "fit": mode}
@@ -106,6 +114,9 @@ def train_job(kw: dict[str, Any], ctx: D.DistContext) -> dict[str, Any]:
         "train_seconds": round(seconds, 3),
         "dataset": ds.summary(),
         "distributed": run,
+        # epochs run, best epoch, why it stopped, per-epoch history (None: no epoch loop);
+        # also saved in the model's config.json (meta.training)
+        "training": training_summary(rec),
     }
 
 

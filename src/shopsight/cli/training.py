@@ -22,6 +22,7 @@ from shopsight.cli._common import (
 from shopsight.cli._launch import Launch, NnodesOpt, NodeRankOpt, NprocOpt, RdzvOpt, run_job
 from shopsight.data.store import DEFAULT_STORE, Store
 from shopsight.errors import DataError, InputError
+from shopsight.training.report import training_line
 
 app = group()
 
@@ -37,6 +38,14 @@ def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: Annotated[int, typer.Option(help="Random seed (models that take one).")] = 0,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget",
+            help="Seconds of training after which no new epoch starts (epoch-based models); "
+            "the best epoch's weights are kept.",
+        ),
+    ] = None,
     nproc: NprocOpt = 1,
     nnodes: NnodesOpt = 1,
     node_rank: NodeRankOpt = 0,
@@ -50,6 +59,8 @@ def train(
     from shopsight.models.registry import get_model_class
 
     get_model_class(model)  # an unknown name fails here, before any worker starts
+    if time_budget is not None and not time_budget > 0:
+        raise InputError(f"--time-budget {time_budget}: expected a positive number of seconds")
     Store(store, read_only=True).close()  # so does a missing store
     launch = Launch(nproc, nnodes, node_rank, rdzv_endpoint)
     kwargs = {
@@ -60,11 +71,15 @@ def train(
         "set": list(set_ or []),
         "seed": seed,
         "quiet": as_json,
+        "time_budget": time_budget,
     }
     result = run_job("train", kwargs, launch)
     emit(result, as_json)
     if "train_seconds" in result:
-        say_fn(as_json)(f"saved {model} to {out} in {result['train_seconds']:.1f}s")
+        say = say_fn(as_json)
+        say(f"saved {model} to {out} in {result['train_seconds']:.1f}s")
+        if result.get("training"):
+            say(f"training: {training_line(result['training'])}")
 
 
 @app.command()
@@ -148,14 +163,17 @@ def recommend(
     if not as_json:
         if art.privacy is not None:
             err.print(privacy_line(art.privacy))
-        if not meta:
-            err.print(f"(no catalogue at {catalogue}: item ids only; pass --store for titles)")
+        if not catalogue.exists():
+            err.print(f"(no store at {catalogue}: item ids only; pass --store for titles)")
+        # Only the columns the catalogue can fill: an all-empty column reads like missing data.
+        columns = [c for c in ("title", "category") if any(m.get(c) for m in meta.values())]
+        if catalogue.exists() and not columns:
+            err.print(f"({catalogue} has no titles or categories for these items: ids only)")
         for u, r in recs.items():
             table = Table(
                 "rank",
                 "item_id",
-                "title",
-                "category",
+                *columns,
                 "score",
                 title=f"{u}" + ("" if r["known_user"] else " (cold)"),
             )
@@ -164,8 +182,7 @@ def recommend(
                 table.add_row(
                     str(rank),
                     str(it["item_id"]),
-                    str(m.get("title") or ""),
-                    str(m.get("category") or ""),
+                    *(str(m.get(c) or "") for c in columns),
                     f"{it['score']:.4f}",
                 )
             err.print(table)

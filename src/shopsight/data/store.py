@@ -74,6 +74,8 @@ class Store:
         # DuckDB's default, stated because ingest numbers CSV lines by insertion order.
         conn.execute("SET preserve_insertion_order = true")
         conn.execute(f"SET memory_limit = '{os.environ.get('SHOPSIGHT_DUCKDB_MEMORY', '1500MB')}'")
+        # DuckDB draws its own progress bar on stdout for long queries: it would break --json.
+        conn.execute("SET enable_progress_bar = false")
         return conn
 
     def reopen(self) -> None:

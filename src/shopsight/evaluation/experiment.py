@@ -42,6 +42,7 @@ from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 from shopsight.evaluation.protocols import Lineage, Protocol, ProtocolError, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking, standard_slices
+from shopsight.training.report import training_line, training_summary
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -406,6 +407,7 @@ class Experiment:
                                 for k, v in rec.get("metrics", {}).items()
                                 if isinstance(v, float)
                             )
+                            + (f"  ({training_line(rec['training'])})" if "training" in rec else "")
                             if "metrics" in rec
                             else f"  {label}: error: {rec.get('error')}"
                         )
@@ -483,6 +485,9 @@ class Experiment:
             t1 = time.perf_counter()
             model.fit(train, valid)
             rec["fit_seconds"] = time.perf_counter() - t1
+            training = training_summary(model)
+            if training is not None:  # epochs, best epoch, why it stopped, per-epoch history
+                rec["training"] = training
             privacy = getattr(model, "privacy_", None)
             if isinstance(privacy, Mapping):  # a private model: the budget it spent
                 rec["privacy"] = {
@@ -852,6 +857,12 @@ def _table_rows(result: ExperimentResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _filled(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """Only the columns some row fills (published rows often give one metric of many)."""
+    keep = [j for j, h in enumerate(header) if h == "model" or any(r[j] for r in rows)]
+    return [header[j] for j in keep], [[r[j] for j in keep] for r in rows]
+
+
 def _apart(result: ExperimentResult) -> tuple[str, list[list[str]]]:
     """Published rows that do not compare with this run, and the line that says why."""
     pub = _published(result)
@@ -868,6 +879,7 @@ def render_table(result: ExperimentResult | Mapping[str, Any]) -> RenderableType
     comparable published rows below ours; published rows on another dataset in a table apart."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     res = _as_result(result)
     header, rows = _table_rows(res)
@@ -883,12 +895,14 @@ def render_table(result: ExperimentResult | Mapping[str, Any]) -> RenderableType
     why, apart = _apart(res)
     if not apart:
         return table
-    other = Table(title=why, title_style="dim")
-    for h in header[:-1]:
+    # the reason on its own line: a narrow table would wrap it as a title
+    other = Table()
+    apart_header, apart = _filled(header[:-1], [row[:-1] for row in apart])
+    for h in apart_header:
         other.add_column(h, justify="left" if h == "model" else "right", style="dim")
     for row in apart:
-        other.add_row(*row[:-1])
-    return Group(table, other)
+        other.add_row(*row)
+    return Group(table, Text(why, style="dim"), other)
 
 
 def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
@@ -904,12 +918,13 @@ def to_markdown(result: ExperimentResult | Mapping[str, Any]) -> str:
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     why, apart = _apart(res)
     if apart:
+        apart_header, apart = _filled(header[:-1], [r[:-1] for r in apart])
         lines += ["", f"{why[0].upper()}{why[1:]}:", ""]
         lines += [
-            "| " + " | ".join(header[:-1]) + " |",
-            "|" + "|".join("---" for _ in header[:-1]) + "|",
+            "| " + " | ".join(apart_header) + " |",
+            "|" + "|".join("---" for _ in apart_header) + "|",
         ]
-        lines += ["| " + " | ".join(r[:-1]) + " |" for r in apart]
+        lines += ["| " + " | ".join(r) + " |" for r in apart]
     tests = [
         (m, k, c)
         for m in res.models

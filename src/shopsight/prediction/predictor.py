@@ -203,6 +203,7 @@ class FunnelPredictor:
         import torch
 
         from shopsight.prediction.model import ARCHS, FunnelNet, bce
+        from shopsight.training.trainer import TrainResult, epoch_display
 
         if self.arch not in ARCHS:
             raise PredictorError(f"arch must be one of {ARCHS}, got {self.arch!r}")
@@ -250,36 +251,74 @@ class FunnelPredictor:
         gen = torch.Generator().manual_seed(self.seed)
         best, best_state, bad = float("inf"), copy.deepcopy(net.state_dict()), 0
         self.history_ = []
+        # the validation loss picks the epoch kept (lower is better); without validation
+        # examples the training loss does
+        result = TrainResult(
+            max_epochs=self.epochs,
+            metric_name="valid loss" if len(valid) else "train loss",
+        )
         t0 = time.perf_counter()
-        for epoch in range(self.epochs):
-            net.train()
-            perm = torch.randperm(len(train), generator=gen)
-            total = 0.0
-            for s in range(0, len(train), self.batch_size):
-                b = perm[s : s + self.batch_size]
-                out = net(tr[0][b], tr[1][b], tr[2][b])
-                loss = torch.stack([bce(out[t], ys[b, j]) for j, t in enumerate(self.tasks)]).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(b)
-            v = self._valid_loss(valid) if len(valid) else total / len(train)
-            self.history_.append(
-                {"epoch": epoch, "train_loss": total / len(train), "valid_loss": v}
-            )
-            if v < best - 1e-5:
-                best, best_state, bad = v, copy.deepcopy(net.state_dict()), 0
-            else:
-                bad += 1
+        with epoch_display(True, self.epochs) as display:
+            for epoch in range(self.epochs):
+                e0 = time.perf_counter()
+                net.train()
+                perm = torch.randperm(len(train), generator=gen)
+                total = 0.0
+                for s in range(0, len(train), self.batch_size):
+                    b = perm[s : s + self.batch_size]
+                    out = net(tr[0][b], tr[1][b], tr[2][b])
+                    loss = torch.stack(
+                        [bce(out[t], ys[b, j]) for j, t in enumerate(self.tasks)]
+                    ).sum()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(b)
+                train_s = time.perf_counter() - e0
+                v = self._valid_loss(valid) if len(valid) else total / len(train)
+                row = {
+                    "epoch": float(epoch + 1),
+                    "loss": total / len(train),
+                    "metric": v,
+                    "train_loss": total / len(train),
+                    "valid_loss": v,
+                    "train_seconds": train_s,
+                    "valid_seconds": time.perf_counter() - e0 - train_s,
+                    "seconds": time.perf_counter() - e0,
+                }
+                self.history_.append(row)
+                result.epochs_run = epoch + 1
+                if v < best - 1e-5:
+                    best, best_state, bad = v, copy.deepcopy(net.state_dict()), 0
+                    result.best_epoch, result.best_metric = epoch + 1, v
+                else:
+                    bad += 1
+                display(row, result)
                 if bad >= self.patience:
+                    result.stopped_early = True
+                    result.stop_reason = "early_stopping"
+                    result.stop_detail = (
+                        f"early stopping: no {result.metric_name} improvement in {bad} epochs"
+                    )
                     break
+            if result.stop_reason is None:
+                result.stop_reason = "max_epochs"
+                result.stop_detail = f"all {self.epochs} epochs run (max_epochs)"
+            result.history = self.history_
+            result.seconds = time.perf_counter() - t0
+            display.done(result)
         net.load_state_dict(best_state)
         net.eval()
+        self.train_result_ = result
         self.info_ = {
             "n_train": len(train),
             "n_valid": len(valid),
             "train_seconds": time.perf_counter() - t0,
             "epochs_run": len(self.history_),
+            "best_epoch": result.best_epoch,
+            "stop_reason": result.stop_reason,
+            # the rest of the run's record (its history is saved beside, as "history")
+            "training": {k: v for k, v in result.to_dict().items() if k != "history"},
             "content_source": self.content_source_,
         }
         raw = self.predict_examples(valid, calibrated=False) if len(valid) else {}
