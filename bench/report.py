@@ -49,11 +49,14 @@ class Provenance:
     commit: str | None = None
     quick: bool = False
     loadavg: tuple[float, float] | None = None  # 1-minute load average before and after
+    command_known: bool = True  # False: the file does not say; ``command`` is today's rerun
 
     def line(self, path: str) -> str:
         parts = [f"`{path}`"]
-        if self.command:
+        if self.command and self.command_known:
             parts.append(f"command `{self.command}`")
+        elif self.command:
+            parts.append(f"rerun with `{self.command}` (the file does not record its command)")
         parts.append(f"date {_date(self.date)}")
         if self.commit:
             parts.append(f"commit {self.commit}")
@@ -129,9 +132,11 @@ def provenance(result: dict[str, Any], max_load: float, command: str | None = No
         result.get("load"),
     )
     date = machine.get("date") or result.get("date")
+    own = result.get("command")
     return Provenance(
         date=date if isinstance(date, str) else None,
-        command=result["command"].strip() if isinstance(result.get("command"), str) else command,
+        command=own.strip() if isinstance(own, str) else command,
+        command_known=isinstance(own, str),
         load=load,
         load_source="1-minute load average at the start, from the results file",
         recorded=None if load is None else load <= max_load,
@@ -433,7 +438,7 @@ def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
     if "kfold" in s:
         res = s["kfold"]["result"]
         ours = ", ".join(f"{m} {_mean(res['summary'], m, 'rmse'):.4f}" for m in res["models"])
-        pub = _published(res, "rmse", lambda k: "official" in k)
+        pub = _published(res, "rmse", lambda k: True)
         rows.append(["kfold-5 (official u1..u5), RMSE", "MovieLens-100K", ours, pub])
     if "topn" in s:
         for proto in ("stratified-item-75-25", "random-75-25", "ratio-80-20"):
@@ -464,12 +469,24 @@ def r_reproduce(d: dict[str, Any], c: Ctx) -> str:
                     "-",
                 ]
             )
+    targets = []
+    for k, v in s.items():
+        tgt = v.get("target") if isinstance(v, dict) else None
+        if isinstance(tgt, dict) and "met" in tgt:
+            what = ", ".join(f"{x} {y}" for x, y in tgt.items() if x != "met")
+            targets.append(f"{k} ({what}): {'met' if tgt['met'] else 'not met'}")
     fast = [k for k, v in s.items() if isinstance(v, dict) and v.get("fast")]
     secs = ", ".join(
         f"{k} {c.t(v.get('seconds'), '{:.0f}')} s" for k, v in s.items() if isinstance(v, dict)
     )
-    note = f"Section times: {secs}." + (
-        f" Sections run with `--fast` (fewer samples/trials): {', '.join(fast)}." if fast else ""
+    note = (
+        (f"Targets: {'; '.join(targets)}. " if targets else "")
+        + f"Section times: {secs}."
+        + (
+            f" Sections run with `--fast` (fewer samples/trials): {', '.join(fast)}."
+            if fast
+            else ""
+        )
     )
     return table(["protocol", "dataset", "ours", "published"], rows) + "\n\n" + note
 
@@ -793,7 +810,95 @@ def r_ingest_database(d: dict[str, Any], c: Ctx) -> str:
     )
 
 
+def r_sasrec_profile(d: dict[str, Any], c: Ctx) -> str:
+    """bench/sasrec_profile.py: seconds per epoch against the FLOP floor, before and after."""
+    summary = d.get("summary", {})
+    rows = []
+    for name in ("before", "after"):
+        sm = summary.get(name)
+        if not isinstance(sm, dict):
+            continue
+        runs = _get(d, "runs", name, default=[])
+        rows.append(
+            [
+                name,
+                num(len(runs)),
+                c.t(sm.get("epoch_seconds_median"), "{:.1f}"),
+                num(sm.get("floor_tflop"), "{:.2f}"),
+                c.t(sm.get("ratio_to_floor_median"), "{:.2f}", "x"),
+            ]
+        )
+    out = table(["code", "runs", "s per epoch (median)", "floor TFLOP", "ratio to floor"], rows)
+    out += (
+        f"\n\nBaseline revision {d.get('baseline_rev') or '-'}, head {d.get('head')}, "
+        f"{d.get('threads')} threads"
+    )
+    if summary.get("speedup") is not None:
+        out += f"; speed-up after / before {c.t(summary['speedup'], '{:.2f}', 'x')}"
+    out += "."
+    for name, prof in (d.get("profile") or {}).items():
+        top = (prof or {}).get("top", [])[:8]
+        if not top:
+            continue
+        out += f"\n\nTop operators of one epoch, {name} (self CPU):\n\n" + table(
+            ["operator", "calls", "self CPU s", "share"],
+            [
+                [
+                    f"`{t.get('op')}`",
+                    num(t.get("calls")),
+                    c.t(t.get("self_cpu_s"), "{:.1f}"),
+                    num(t.get("self_cpu_pct"), "{:.1f}") + "%",
+                ]
+                for t in top
+            ],
+        )
+    return out
+
+
+def r_defaults(d: dict[str, Any], c: Ctx) -> str:
+    """bench/defaults.py: each model's default score against its tuned one, per dataset."""
+    rows = [r for r in d.get("results", []) if isinstance(r, dict)]
+    datasets: list[str] = []
+    models: list[str] = []
+    for r in rows:
+        if r.get("dataset") not in datasets:
+            datasets.append(r.get("dataset"))
+        if r.get("model") not in models:
+            models.append(r.get("model"))
+    cell = {(r.get("model"), r.get("dataset")): r for r in rows}
+    head = ["model"]
+    for ds in datasets:
+        first = next((r for r in rows if r.get("dataset") == ds and "metric" in r), {})
+        extra = ", ".join(x for x in (first.get("protocol"), first.get("metric")) if x)
+        head.append(f"{ds} ({extra})" if extra else str(ds))
+    out = []
+    for m in models:
+        line = [str(m)]
+        for ds in datasets:
+            r = cell.get((m, ds))
+            if r is None:
+                line.append("not run")
+            elif r.get("error"):
+                line.append("failed: " + str(r["error"]).splitlines()[0][:80].replace("|", "/"))
+            else:
+                mark = " **(default more than 10% below)**" if r.get("flag") else ""
+                trials = _get(r, "trials", "complete")
+                line.append(
+                    f"{num(r.get('default'))} / {num(r.get('tuned'))} = "
+                    f"{num(r.get('ratio'), '{:.2f}')}{mark}"
+                    + (f" ({trials} trials)" if trials is not None else "")
+                )
+        out.append(line)
+    note = (
+        "Each cell: default / tuned = ratio on the protocol's test part; tuned = the best of a "
+        "small TPE search scored on a validation split from the training part only; a ratio "
+        f"below {d.get('flag_below', 0.9)} is flagged."
+    )
+    return table(head, out) + "\n\n" + note
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], Ctx], str]] = {
+    "defaults": r_defaults,
     "ingest": r_ingest,
     "ingest_profile": r_ingest_profile,
     "ingest_database": r_ingest_database,
@@ -883,7 +988,7 @@ def render(
     stem = name.removesuffix(".json")
     renderer = RENDERERS.get(stem)
     if renderer is None and stem.startswith("sasrec_profile"):
-        renderer = r_generic
+        renderer = r_sasrec_profile
     try:
         body = (renderer or r_generic)(data, Ctx(prov))
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError) as exc:
@@ -898,14 +1003,14 @@ def render(
 
 
 def _commands() -> dict[str, str]:
-    """The full-size command of each registered job, by results file."""
+    """The full-size command of each job ``run_all`` knows, by results file."""
     try:
-        from run_all import JOBS, command_line, shown
         from run_all import ROOT as _root
+        from run_all import command_line, discover, shown
     except ImportError:
         return {}
     out: dict[str, str] = {}
-    for j in JOBS:
+    for j in discover():
         if j.out:
             out[j.out] = shown(command_line(j, False, _root / "bench" / "results" / j.out))
     return out
@@ -932,6 +1037,17 @@ def run_summary(log: dict[str, Any]) -> str:
     return head + "\n\n" + table(["job", "status", "s", "load", "error"], rows)
 
 
+def _read(path: Path) -> dict[str, Any] | str:
+    """The file's JSON object, or one line saying why it cannot be used."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return f"(`{_shown(path)}` cannot be read as JSON: {exc})"
+    if not isinstance(data, dict):
+        return f"(`{_shown(path)}` holds a JSON {type(data).__name__}, not an object)"
+    return data
+
+
 def build(results: Path, template: Path, max_load: float) -> str:
     text = template.read_text(encoding="utf-8")
     files = {p.name: p for p in sorted(results.glob("*.json")) if p.name != "run_all.json"}
@@ -942,8 +1058,13 @@ def build(results: Path, template: Path, max_load: float) -> str:
         used.add(name)
         path = files.get(name)
         if path is None:
-            return f"(no `{_shown(results / name)}` yet: run `python bench/run_all.py`.)"
-        data = json.loads(path.read_text())
+            if name in commands:
+                return f"(no `{_shown(results / name)}` yet: `{commands[name]}` writes it.)"
+            return f"(no `{_shown(results / name)}` yet.)"
+        data = _read(path)
+        if isinstance(data, str):
+            print(f"report: {data.strip('()')}", file=sys.stderr)
+            return data
         return render(name, data, max_load, commands.get(name), _shown(path))
 
     text = MARKER.sub(lambda m: section(m.group(1)), text)
@@ -964,16 +1085,19 @@ def build(results: Path, template: Path, max_load: float) -> str:
             "n/r).\n"
         )
         for p in unrecorded:
-            data = json.loads(p.read_text())
+            data = _read(p)
+            if isinstance(data, str):
+                print(f"report: {data.strip('()')}", file=sys.stderr)
+                parts.append(f"\n{data}\n")
+                continue
             parts.append(
                 f"\n### `{p.name}` (later run)\n\n"
                 f"{render(p.name, data, max_load, commands.get(p.name), _shown(p))}\n"
             )
     log_path = results / "run_all.json"
-    if log_path.exists():
-        parts.append(
-            "\n## Latest `run_all`\n\n" + run_summary(json.loads(log_path.read_text())) + "\n"
-        )
+    log = _read(log_path) if log_path.exists() else None
+    if isinstance(log, dict):
+        parts.append("\n## Latest `run_all`\n\n" + run_summary(log) + "\n")
     return "".join(parts)
 
 

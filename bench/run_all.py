@@ -156,6 +156,14 @@ JOBS: tuple[Job, ...] = (
         "SASRec on Amazon Beauty, leave-one-out, full ranking",
     ),
     Job(
+        "sasrec_profile",
+        "sasrec_profile.py",
+        "sasrec_profile.json",
+        ("--repeats", "2"),
+        ("--epochs", "1", "--repeats", "1", "--no-profile"),
+        "SASRec seconds per epoch against its FLOP floor (with --baseline-rev: before / after)",
+    ),
+    Job(
         "predict",
         "predict.py",
         "predict.json",
@@ -285,7 +293,7 @@ def _declared(path: Path) -> dict[str, Any] | None:
 
 def discover(bench_dir: Path = HERE, jobs: Sequence[Job] = JOBS) -> list[Job]:
     """The registered jobs, then one job per other benchmark script in ``bench_dir``."""
-    found = list(jobs)
+    found = [j for j in jobs if (bench_dir / j.script).exists()]  # a script may be gone
     known = {j.script for j in jobs}
     for path in sorted(bench_dir.glob("*.py")):
         if path.name in known or path.stem.startswith("_") or path.stem in NOT_BENCHMARKS:

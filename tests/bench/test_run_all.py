@@ -215,7 +215,12 @@ def test_discover_finds_new_scripts(tmp_path: Path) -> None:
     )
     (tmp_path / "plain.py").write_text('ap.add_argument("--out")\nap.add_argument("--quick")\n')
     (tmp_path / "printer.py").write_text("print(1)\n")
-    jobs = {j.name: j for j in run_all.discover(tmp_path, [run_all.Job("k", "known.py", None)])}
+    jobs = {
+        j.name: j
+        for j in run_all.discover(
+            tmp_path, [run_all.Job("k", "known.py", None), run_all.Job("gone", "gone.py", None)]
+        )
+    }
     assert set(jobs) == {"k", "declared", "plain", "printer"}
     assert jobs["declared"].full == ("--big",) and jobs["declared"].out == "dec.json"
     assert jobs["plain"].out == "plain.json" and jobs["plain"].quick == ("--quick",)
@@ -309,10 +314,10 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
             }
         )
     )
-    (results / "defaults.json").write_text(
+    (results / "other_bench.json").write_text(
         json.dumps(
             {
-                "title": "defaults",
+                "title": "other",
                 "columns": ["model", "default", "tuned", "fit_seconds"],
                 "rows": [["bpr", 0.41, 0.45, 12.5]],
                 "machine": {"load_average": [6.0, 5, 5]},
@@ -348,7 +353,7 @@ def test_report_reads_older_files_and_adds_unknown_ones(tmp_path: Path) -> None:
     text = report.build(results, template, 1.5)
     assert "load 0.40 (1-minute load average at the start" in text
     assert "| 3 | 300 | 4 | 0.9000 | 0.9500 | a, b |" in text
-    assert "### `defaults.json`" in text
+    assert "### `other_bench.json`" in text
     assert "| bpr | 0.4100 | 0.4500 | n/r |" in text  # load 6.0: its timing column masked
     assert "## Later runs not recorded" in text and "load 3.30 > 1.5" in text
     assert "| popularity | - | 0.2500 |" in text  # its quality figures are shown
@@ -365,3 +370,92 @@ def test_report_check_flags_a_stale_file(tmp_path: Path) -> None:
     assert report.main([*args, "--check"]) == 1
     assert report.main(args) == 0
     assert report.main([*args, "--check"]) == 0
+
+
+def test_report_renders_a_sasrec_profile(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    top = [{"op": "aten::mm", "calls": 10, "self_cpu_s": 5.0, "self_cpu_pct": 40.0}]
+    (results / "sasrec_profile.json").write_text(
+        json.dumps(
+            {
+                "baseline_rev": "abc",
+                "head": "def",
+                "threads": 2,
+                "load_start": [0.3, 0.3, 0.3],
+                "runs": {"before": [{}], "after": [{}, {}]},
+                "profile": {"after": {"top": top}},
+                "summary": {
+                    "before": {
+                        "epoch_seconds_median": 30.0,
+                        "ratio_to_floor_median": 4.0,
+                        "floor_tflop": 0.8,
+                    },
+                    "after": {
+                        "epoch_seconds_median": 12.0,
+                        "ratio_to_floor_median": 1.6,
+                        "floor_tflop": 0.8,
+                    },
+                    "speedup": 2.5,
+                },
+            }
+        )
+    )
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: sasrec_profile.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "| after | 2 | 12.0 | 0.80 | 1.60x |" in text
+    assert "speed-up after / before 2.50x" in text
+    assert "| `aten::mm` | 10 | 5.0 | 40.0% |" in text
+
+
+def test_report_renders_defaults_against_tuned(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [
+        {
+            "dataset": "ml100k",
+            "protocol": "stratified-item-75-25",
+            "model": "bpr",
+            "metric": "ndcg@10",
+            "default": 0.40,
+            "tuned": 0.45,
+            "ratio": 0.40 / 0.45,
+            "flag": True,
+            "trials": {"complete": 8},
+        },
+        {
+            "dataset": "ml100k",
+            "model": "ease",
+            "metric": "ndcg@10",
+            "default": 0.48,
+            "tuned": 0.48,
+            "ratio": 1.0,
+            "flag": False,
+            "trials": {"complete": 8},
+        },
+        {"dataset": "shop", "model": "bpr", "error": "ValueError: boom\ntrace"},
+    ]
+    (results / "defaults.json").write_text(json.dumps({"flag_below": 0.9, "results": rows}))
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: defaults.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "| model | ml100k (stratified-item-75-25, ndcg@10) | shop |" in text
+    assert "| bpr | 0.4000 / 0.4500 = 0.89 **(default more than 10% below)** (8 trials) | " in text
+    assert "failed: ValueError: boom |" in text
+    assert "| ease | 0.4800 / 0.4800 = 1.00 (8 trials) | not run |" in text
+
+
+def test_report_names_a_broken_results_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "ingest.json").write_text('{"rows": 1,')
+    (results / "list.json").write_text("[1, 2]")
+    template = tmp_path / "T.md"
+    template.write_text("<!-- results: ingest.json -->\n")
+    text = report.build(results, template, 1.5)
+    assert "ingest.json` cannot be read as JSON" in text
+    assert "list.json` holds a JSON list, not an object" in text
+    assert "ingest.json cannot be read as JSON" in capsys.readouterr().err.replace("`", "")

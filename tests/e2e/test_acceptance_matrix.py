@@ -304,6 +304,8 @@ def check_predict_rating(d: dict[str, Any]) -> str:
     rmse = {m: r["rmse"] for m, r in models.items() if isinstance(r, dict) and "rmse" in r}
     if not rmse:
         return "DEGENERATE: no RMSE"
+    if len(rmse) > 1 and len({round(v, 4) for v in rmse.values()}) == 1:
+        return "DEGENERATE: every model has the same RMSE"
     return ", ".join(f"{m} RMSE {v:.3f}" for m, v in rmse.items())
 
 

@@ -179,7 +179,7 @@ def generate(
         str | None,
         typer.Option(
             "--user-range",
-            help="START:END: only these users (whole blocks of block_users), as part files.",
+            help="START:END (e.g. 0:50000): only these users (whole blocks of block_users), as part files.",
         ),
     ] = None,
     config: ConfigOpt = None,

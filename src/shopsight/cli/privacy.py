@@ -154,7 +154,10 @@ def export(
         result = export_table(st, table, out, raw_ids=raw_ids, include_text=include_text)
     emit(result, as_json)
     if not as_json:
-        err.print(f"wrote {result['rows']:,} rows of {table} to {out}")
+        if result["rows"] == 0:
+            err.print(f"{table} is empty in {store}: {out} has its columns and no rows")
+        else:
+            err.print(f"wrote {result['rows']:,} rows of {table} to {out}")
 
 
 @app.command("dp-train")

@@ -275,9 +275,21 @@ def evaluate_rating(
     test_mask = rng.random(len(df)) < test_fraction
     train, test = df[~test_mask].reset_index(drop=True), df[test_mask].reset_index(drop=True)
     y = test["rating"].to_numpy(dtype=np.float64)
+    # Pairs whose user and item both appear in training: elsewhere every model predicts a mean,
+    # and equal RMSEs across models would read as a result.
+    warm = int(
+        (test["user_id"].isin(train["user_id"]) & test["item_id"].isin(train["item_id"])).sum()
+    )
+    if warm == 0:
+        raise DataError(
+            f"{store.path}: none of the {len(test)} test ratings has both its user and its item "
+            f"among the {len(train)} training ratings, so every model would predict a mean; "
+            "ingest more ratings (or reviews with a rating) per user and item"
+        )
     out: dict[str, Any] = {
         "n_train": len(train),
         "n_test": len(test),
+        "n_test_known_user_and_item": warm,
         "has_review_text": bool((df["text"].str.strip() != "").any()),
         "models": {},
     }
