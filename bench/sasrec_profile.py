@@ -1,22 +1,22 @@
 """SASRec on Amazon Beauty: seconds per epoch against the epoch's FLOP floor, before and after.
 
-One script runs both code versions back to back on the same (possibly busy) machine, so their
-ratio holds even when absolute seconds do not: ``--baseline-rev`` (a git revision) is exported
-into a temporary folder and run in a subprocess with that ``src/`` on ``PYTHONPATH``; the
-current tree's ``src/`` is the "after". Runs alternate (before, after, before, after, ...) and
-each records the load average around it.
+One script runs both code versions on the same (possibly busy) machine, so their ratio holds
+even when absolute seconds do not: ``--baseline-rev`` (a git revision) is exported into a
+temporary folder and run in its own process with that ``src/`` on ``PYTHONPATH``; the current
+tree's ``src/`` is the "after". Both processes run the real ``fit`` (the model's defaults,
+validation included) side by side but never at once: each pauses every ``--segment`` steps
+(the trainer's ``on_step`` hook) and hands over to the other, so both see the same load, minute
+by minute. Each reports the seconds it actually ran per epoch.
 
-Each run trains ``--epochs`` epochs of the model's defaults (validation included, as ``fit``
-runs it) and reports the seconds of its last epoch; one further run per version profiles one
-epoch with ``torch.profiler`` (top operators by self CPU time).
+The FLOP floor is counted from the shapes (:func:`epoch_flops`) and turned into seconds by an
+SGEMM of the softmax's own shape, timed between segments (median), so the ratio to the floor is
+measured under the same load as the epochs. One more run per version (``--profile``) profiles
+one epoch with ``torch.profiler``: the top operators by self CPU time.
 
-The FLOP floor is counted from the shapes (see :func:`epoch_flops`), and turned into seconds by
-an SGEMM of the softmax's own shape timed in the same process, so "ratio to floor" is measured
-under the same load as the epoch.
+    python bench/sasrec_profile.py --baseline-rev 5f3f66e --epochs 1
 
-    python bench/sasrec_profile.py --baseline-rev 5f3f66e --repeats 2
-
-Writes ``bench/results/sasrec_profile.json`` (and the profile tables as text beside it).
+Writes ``bench/results/sasrec_profile.json`` and the profile tables beside it
+(``sasrec_profile_before.txt``, ``sasrec_profile_after.txt``).
 """
 
 from __future__ import annotations
@@ -91,28 +91,70 @@ def load_beauty(path: Path) -> tuple[Any, Any, Any]:
     return ds, train, valid
 
 
+def epoch_shapes(train: Any, n_items: int, model: Any) -> dict[str, Any]:
+    """Targets, windows and FLOPs of one epoch of ``model`` on ``train``."""
+    from shopsight.models.sasrec import _windows
+
+    # collapse_repeats changes nothing on Beauty (no item twice in a row)
+    win_i, _ = _windows(train.item, train.event.astype(np.int64), train.seq_indptr, model.max_len)
+    lengths = (win_i > 0).sum(axis=1)
+    n_targets = int((lengths - 1).sum())
+    mean_l = float(((lengths - 1) * lengths / 2).sum() / max(n_targets, 1))
+    flops = epoch_flops(
+        n_targets, n_targets, n_items, model.dim, model.n_layers, model.ff_mult, int(mean_l)
+    )
+    return {
+        "windows": len(win_i),
+        "targets": n_targets,
+        "items": int(n_items),
+        "targets_per_batch": n_targets * model.batch_size // max(len(win_i), 1),
+        "flops": flops,
+    }
+
+
 def worker(args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement in this process (run with the version under test on sys.path)."""
+    """One version's fit in this process (the version under test first on sys.path).
+
+    Interleaved (not ``--profile``): prints ``ready`` and ``pause`` lines on stdout and waits
+    for a line on stdin before starting and after every ``--segment`` steps."""
     import torch
 
-    from shopsight.models.sasrec import SASRec, _windows
+    from shopsight.models.sasrec import SASRec
     from shopsight.training.trainer import training_run
 
     torch.set_num_threads(args.threads)
     ds, train, valid = load_beauty(args.data)
-    params: dict[str, Any] = {"epochs": args.epochs, "patience": None, "num_threads": args.threads}
-    model = SASRec(**params)
+    model = SASRec(epochs=args.epochs, patience=None, num_threads=args.threads)
     rows: list[dict[str, float]] = []
-    load0 = os.getloadavg()[0]
     out: dict[str, Any] = {"src": __import__("shopsight").__file__}
-    if args.profile:
+    out.update(epoch_shapes(train, ds.n_items, model))
+    clock = {"since": 0.0, "active": 0.0}
+    segments: list[float] = []
+
+    def handover() -> None:
+        segments.append(time.perf_counter() - clock["since"])
+        clock["active"] += segments[-1]
+        print("pause", flush=True)
+        sys.stdin.readline()
+        clock["since"] = time.perf_counter()
+
+    def on_step(step: int, module: Any) -> None:
+        if step % args.segment == 0:
+            handover()
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        rows.append({**row, "active_seconds": clock["active"]})
+
+    if args.worker_profile:
         from torch.profiler import ProfilerActivity, profile
 
+        t0 = time.perf_counter()
         with (
-            profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof,
+            profile(activities=[ProfilerActivity.CPU]) as prof,
             training_run(on_epoch=lambda e, r: rows.append(dict(r))),
         ):
             model.fit(train, valid)
+        out["epoch_seconds"] = (time.perf_counter() - t0) / len(rows)
         avg = prof.key_averages()
         total = sum(e.self_cpu_time_total for e in avg) or 1.0
         top = sorted(avg, key=lambda e: e.self_cpu_time_total, reverse=True)[: args.top]
@@ -127,34 +169,16 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         ]
         out["profile_table"] = avg.table(sort_by="self_cpu_time_total", row_limit=args.top)
     else:
-        with training_run(on_epoch=lambda e, r: rows.append(dict(r))):
+        print(f"ready {out['targets_per_batch']} {model.dim} {ds.n_items}", flush=True)
+        sys.stdin.readline()
+        clock["since"] = time.perf_counter()
+        with training_run(on_step=on_step, on_epoch=on_epoch):
             model.fit(train, valid)
-    out["load_before"] = load0
-    out["load_after"] = os.getloadavg()[0]
+        segments.append(time.perf_counter() - clock["since"])
+        clock["active"] += segments[-1]
+        out["epoch_seconds"] = clock["active"] / len(rows)
+        out["segment_seconds"] = segments
     out["history"] = rows
-    out["epoch_seconds"] = rows[-1]["seconds"]
-    # shapes of the epoch, for the floor (collapse_repeats is a no-op on Beauty: no repeats)
-    win_i, _ = _windows(train.item, train.event.astype(np.int64), train.seq_indptr, model.max_len)
-    lengths = (win_i > 0).sum(axis=1)
-    n_targets = int((lengths - 1).sum())
-    n_positions = int((lengths - 1).sum())
-    mean_l = float(((lengths - 1) * lengths / 2).sum() / max(n_positions, 1))
-    flops = epoch_flops(
-        n_targets, n_positions, ds.n_items, model.dim, model.n_layers, model.ff_mult, int(mean_l)
-    )
-    rows_per_batch = max(1, n_targets * model.batch_size // len(win_i))
-    gf = sgemm_gflops(rows_per_batch, model.dim, ds.n_items, args.threads)
-    out.update(
-        {
-            "windows": len(win_i),
-            "targets": n_targets,
-            "items": int(ds.n_items),
-            "flops": flops,
-            "sgemm_gflops": gf,
-            "floor_seconds": flops["total"] / (gf * 1e9),
-        }
-    )
-    out["ratio_to_floor"] = out["epoch_seconds"] / out["floor_seconds"]
     return out
 
 
@@ -166,10 +190,8 @@ def export_rev(rev: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_one(src: Path, args: argparse.Namespace, profile: bool) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        res_path = Path(fh.name)
-    cmd = [
+def _cmd(args: argparse.Namespace, res_path: Path, profile: bool) -> list[str]:
+    return [
         sys.executable,
         __file__,
         "--worker",
@@ -177,15 +199,70 @@ def run_one(src: Path, args: argparse.Namespace, profile: bool) -> dict[str, Any
         "--data",
         str(args.data),
         "--epochs",
-        str(args.epochs if not profile else 1),
+        str(1 if profile else args.epochs),
         "--threads",
         str(args.threads),
         "--top",
         str(args.top),
-    ] + (["--profile"] if profile else [])
-    env = {**os.environ, "PYTHONPATH": str(src), "SHOPSIGHT_QUIET": "1"}
-    subprocess.run(cmd, check=True, env=env)
+        "--segment",
+        str(args.segment),
+    ] + (["--worker-profile"] if profile else [])
+
+
+def _env(src: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(src), "SHOPSIGHT_QUIET": "1"}
+
+
+def interleaved(versions: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    """Run every version's fit, alternating segments of ``--segment`` steps."""
+    tmp = Path(tempfile.mkdtemp())
+    procs: dict[str, subprocess.Popen[str]] = {}
+    for name, src in versions.items():
+        procs[name] = subprocess.Popen(
+            _cmd(args, tmp / f"{name}.json", profile=False),
+            env=_env(src),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+    gflops: list[float] = []
+    loads: list[float] = []
+    shape: tuple[int, int, int] = (1, 1, 1)
+    for p in procs.values():  # data loaded, waiting
+        assert p.stdout is not None
+        ready = p.stdout.readline().split()
+        if not ready or ready[0] != "ready":
+            sys.exit("a worker failed before its fit")
+        shape = (int(ready[1]), int(ready[2]), int(ready[3]))
+    running = dict(procs)
+    while running:
+        for name, p in list(running.items()):
+            assert p.stdin is not None and p.stdout is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            line = p.stdout.readline().strip()
+            if line != "pause":  # the fit finished (the worker exits)
+                if p.wait() != 0:
+                    sys.exit(f"{name}: worker failed")
+                del running[name]
+        loads.append(os.getloadavg()[0])
+        gflops.append(sgemm_gflops(*shape, args.threads, repeats=3))
+    out = {name: json.loads((tmp / f"{name}.json").read_text()) for name in versions}
+    for res in out.values():
+        gf = float(np.median(gflops))
+        res["sgemm_gflops_median"] = gf
+        res["floor_seconds"] = res["flops"]["total"] / (gf * 1e9)
+        res["ratio_to_floor"] = res["epoch_seconds"] / res["floor_seconds"]
+    return {"versions": out, "load_during": loads, "sgemm_gflops": gflops}
+
+
+def run_profile(src: Path, args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        res_path = Path(fh.name)
+    load0 = os.getloadavg()[0]
+    subprocess.run(_cmd(args, res_path, profile=True), check=True, env=_env(src))
     out: dict[str, Any] = json.loads(res_path.read_text())
+    out["load"] = [load0, os.getloadavg()[0]]
     res_path.unlink()
     return out
 
@@ -194,14 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--baseline-rev", default=None, help="git revision of the 'before' code")
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per timing run (last timed)")
-    ap.add_argument("--repeats", type=int, default=2, help="timing runs per version")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs per version (timed)")
+    ap.add_argument("--segment", type=int, default=4, help="steps before handing over")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=15)
-    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--profile", nargs="*", default=None, help="versions to profile (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sasrec_profile.json")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker-profile", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.data.exists():
         sys.exit(f"{args.data}: not found (needs ../shared/data/amazon-beauty-seq)")
@@ -210,64 +287,70 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    versions: dict[str, Path] = {"after": ROOT / "src"}
     tmp = tempfile.TemporaryDirectory()
+    versions: dict[str, Path] = {"after": ROOT / "src"}
     if args.baseline_rev:
         versions = {"before": export_rev(args.baseline_rev, Path(tmp.name)), **versions}
-    rev = subprocess.run(
+    head = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     result: dict[str, Any] = {
         "command": "python bench/sasrec_profile.py "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "baseline_rev": args.baseline_rev,
-        "head": rev,
+        "head": head,
         "threads": args.threads,
+        "epochs": args.epochs,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_start": list(os.getloadavg()),
-        "runs": {v: [] for v in versions},
-        "profile": {},
     }
-    for r in range(args.repeats):
-        for name, src in versions.items():
-            res = run_one(src, args, profile=False)
-            res.pop("profile_table", None)
-            result["runs"][name].append(res)
-            print(
-                f"[{r + 1}/{args.repeats}] {name}: {res['epoch_seconds']:.1f} s/epoch, floor "
-                f"{res['floor_seconds']:.1f} s (SGEMM {res['sgemm_gflops']:.0f} GFLOP/s), "
-                f"ratio {res['ratio_to_floor']:.2f}, load {res['load_before']:.1f}"
-                f"->{res['load_after']:.1f}",
-                flush=True,
-            )
-    if not args.no_profile:
-        for name, src in versions.items():
-            res = run_one(src, args, profile=True)
-            table = res.pop("profile_table")
-            result["profile"][name] = {
-                "epoch_seconds": res["epoch_seconds"],
-                "load": [res["load_before"], res["load_after"]],
-                "top": res["profile_top"],
-            }
-            txt = args.out.with_name(f"{args.out.stem}_{name}.txt")
-            txt.write_text(table + "\n")
-            print(f"{name} profile (one epoch, {res['epoch_seconds']:.1f} s):\n{table}", flush=True)
-    result["load_end"] = list(os.getloadavg())
-    summary: dict[str, Any] = {}
-    for name, runs in result["runs"].items():
-        s = [x["epoch_seconds"] for x in runs]
-        summary[name] = {
-            "epoch_seconds_median": float(np.median(s)),
-            "ratio_to_floor_median": float(np.median([x["ratio_to_floor"] for x in runs])),
-            "floor_tflop": runs[0]["flops"]["total"] / 1e12,
-        }
-    if "before" in summary:
-        summary["speedup"] = (
-            summary["before"]["epoch_seconds_median"] / summary["after"]["epoch_seconds_median"]
+    timing = interleaved(versions, args)
+    result["load_after_timing"] = list(os.getloadavg())
+    result["timing"] = timing
+    for name, res in timing["versions"].items():
+        print(
+            f"{name}: {res['epoch_seconds']:.1f} s/epoch, floor {res['floor_seconds']:.1f} s "
+            f"({res['flops']['total'] / 1e12:.2f} TFLOP at {res['sgemm_gflops_median']:.0f} "
+            f"GFLOP/s SGEMM), ratio {res['ratio_to_floor']:.2f}; valid NDCG@10 "
+            + ", ".join(f"{r.get('metric', float('nan')):.4f}" for r in res["history"]),
+            flush=True,
         )
+    result["profile"] = {}
+    for name in versions if args.profile is None else args.profile:
+        res = run_profile(versions[name], args)
+        table = res.pop("profile_table")
+        result["profile"][name] = {
+            "epoch_seconds": res["epoch_seconds"],
+            "load": res["load"],
+            "top": res["profile_top"],
+        }
+        args.out.with_name(f"{args.out.stem}_{name}.txt").write_text(table + "\n")
+        print(f"{name} profile (one epoch, {res['epoch_seconds']:.1f} s):\n{table}", flush=True)
+    result["load_end"] = list(os.getloadavg())
+    v = timing["versions"]
+    summary: dict[str, Any] = {
+        name: {
+            "epoch_seconds": res["epoch_seconds"],
+            "ratio_to_floor": res["ratio_to_floor"],
+            "floor_tflop": res["flops"]["total"] / 1e12,
+            "floor_seconds": res["floor_seconds"],
+        }
+        for name, res in v.items()
+    }
+    if "before" in v:
+        summary["speedup"] = v["before"]["epoch_seconds"] / v["after"]["epoch_seconds"]
+        # segment k of both versions ran the same steps (same batches), one after the other:
+        # the median of their ratios is the least sensitive to the load's swings
+        pairs = [
+            b / a
+            for b, a in zip(
+                v["before"]["segment_seconds"], v["after"]["segment_seconds"], strict=False
+            )
+            if a > 0
+        ]
+        summary["speedup_median_of_segment_pairs"] = float(np.median(pairs))
     result["summary"] = summary
     print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {args.out}")
     tmp.cleanup()

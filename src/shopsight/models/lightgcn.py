@@ -177,7 +177,8 @@ class LightGCN(Recommender):
             weighting=self.positive_weighting,
             samples_per_epoch=self.samples_per_epoch,
         )
-        config = TrainConfig.from_params(self.get_params())
+        # fused Adam: one pass per tensor instead of a dozen (the same update)
+        config = TrainConfig.from_params(self.get_params(), fused_optimizer=True)
 
         def scorer() -> Callable[[IntArray], FloatArray]:
             # one propagation per evaluation, shared by all batches of users

@@ -153,27 +153,31 @@ class _ChunkedLogSumExp(torch.autograd.Function):
 
 
 class _SoftmaxCE(torch.autograd.Function):
-    """Per-row full-softmax cross-entropy ``logsumexp(h @ table.T + bias) - logit[target]``,
-    forward and backward in one buffer.
+    """Per-row full-softmax cross-entropy ``logsumexp(h @ table.T + bias) - logit[target]``.
 
     Autograd's composition (addmm, logsumexp, a gather for the target's logit) allocates and
-    sweeps the ``(N, items)`` logits about ten times per step; here they are written once,
-    turned into ``exp(logit - max)`` in place and kept, and the backward scales that same
-    buffer into ``softmax - onehot(target)`` before its two matrix products: three GEMMs and
-    five elementwise passes, the least the loss needs without a fused kernel.
+    sweeps the ``(N, items)`` logits about ten times per step. Here the bias rides in the
+    matrix product as an extra column (``[h, 1] @ [table, bias].T``: no copy of the bias into
+    the output), the logits become ``exp(logit - max)`` in place and are kept, and the
+    backward never sweeps them elementwise: the softmax's row scaling is applied to the
+    small ``(N, hidden)`` side of its two matrix products and the target's ``-1`` changes N
+    elements. Three GEMMs and four passes over the logits (max, subtract, exp, sum) per
+    step, the least the loss needs without a fused kernel.
     """
 
     @staticmethod
     def forward(
         ctx: Any, h: torch.Tensor, table: torch.Tensor, bias: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
-        logits = torch.addmm(bias, h, table.T)  # (N, items)
-        rows = torch.arange(h.shape[0], device=h.device)
-        pos = logits[rows, target]
-        top = logits.amax(dim=1, keepdim=True)
-        e = logits.sub_(top).exp_()
+        ones = torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)
+        h1 = torch.cat([h, ones], dim=1)
+        tb = torch.cat([table, bias[:, None]], dim=1)
+        e = h1 @ tb.T  # (N, items) logits
+        pos = e.gather(1, target[:, None]).squeeze(1)
+        top = e.amax(dim=1, keepdim=True)
+        e.sub_(top).exp_()
         total = e.sum(dim=1, keepdim=True)
-        ctx.save_for_backward(h, table, target, e, total)
+        ctx.save_for_backward(h1, tb, target, e, total)
         return (top + total.log()).squeeze(1) - pos
 
     @staticmethod
@@ -181,10 +185,15 @@ class _SoftmaxCE(torch.autograd.Function):
     def backward(
         ctx: Any, grad: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
-        h, table, target, e, total = ctx.saved_tensors
-        g = e.mul_(grad[:, None] / total)  # softmax x incoming gradient, in place
-        g[torch.arange(h.shape[0], device=h.device), target] -= grad
-        return g @ table, g.T @ h, g.sum(dim=0), None
+        h1, tb, target, e, total = ctx.saved_tensors
+        # d loss / d logits = grad * (softmax - onehot) = c * (e - total * onehot), c the row
+        # scale grad / total: N elements change, the rest of e is used as it is.
+        e[torch.arange(e.shape[0], device=e.device), target] -= total[:, 0]
+        c = grad[:, None] / total
+        g_h1 = (e @ tb).mul_(c)
+        g_tb = e.T @ (h1 * c)
+        d = tb.shape[1] - 1
+        return g_h1[:, :d], g_tb[:, :d], g_tb[:, d], None
 
 
 #: Above this many logits per batch (N targets x catalogue) the loss is computed in blocks.
