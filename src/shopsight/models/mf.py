@@ -561,8 +561,9 @@ class BPR(Recommender):
 
     Parameters: ``factors`` and ``epochs`` (``"auto"``: from the training data's shape at
     ``fit``, see :mod:`shopsight.models.scaling`; the values used are in the saved model's
-    ``meta.resolved``); ``batch_size`` (triples per global batch, split over DDP ranks); ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` (per-sample penalty of the
-    touched factors and biases); ``item_bias``; ``positive_weighting`` (uniform / linear /
+    ``meta.resolved``); ``batch_size`` (triples per global batch, split over DDP ranks);
+    ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` (per-sample penalty of the touched factors
+    and biases); ``item_bias``; ``positive_weighting`` (uniform / linear /
     log of the multi-behaviour weights); ``samples_per_epoch`` (None: one per interacted pair);
     ``patience`` (early stopping on NDCG@10 of ``valid``, when ``fit`` gets one); ``seed``.
     """
