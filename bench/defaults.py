@@ -42,6 +42,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# bench/run_all.py: the budget of the recorded table (full), a smoke run on the shop (quick)
+RUN_ALL = {
+    "full": ["--trials", "4"],
+    "quick": ["--quick", "--datasets", "shop", "--models", "popularity,ease"],
+    "out": "defaults.json",
+}
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 OUT = HERE / "results" / "defaults.json"
