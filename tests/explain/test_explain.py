@@ -37,7 +37,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "ease": {"l2": 100.0},
     "itemknn": {"neighbours": 50},
     "lightgcn": {"seed": 0, "dim": 32, "epochs": 8, "batch_size": 1024, "lr": 0.02},
-    "bpr": {"seed": 0, "factors": 32, "epochs": 8, "batch_size": 1024},
+    "bpr": {"seed": 0, "factors": 32, "epochs": 8, "batch_size": 1024, "lr": 0.01},
     "sasrec": {
         "seed": 0,
         "dim": 32,

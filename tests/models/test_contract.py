@@ -43,7 +43,7 @@ TEST_PARAMS: dict[str, dict[str, Any]] = {
     "itemknn": {"neighbours": 50},
     "ease": {"l2": 100.0},
     "als": {"factors": 16, "iterations": 10, "num_threads": 1},
-    "bpr": {"factors": 32, "epochs": 15, "batch_size": 1024, "l2": 1e-3},
+    "bpr": {"factors": 32, "epochs": 15, "batch_size": 1024, "l2": 1e-3, "lr": 0.01},
     "lightgcn": {"dim": 32, "epochs": 15, "batch_size": 1024, "l2": 1e-4, "lr": 0.02},
     "vbpr": {"factors": 32, "epochs": 15, "batch_size": 1024},
     "freedom": {"dim": 32, "epochs": 15, "batch_size": 1024},

@@ -45,7 +45,7 @@ CONTENT_MODELS = {
 }
 ID_ONLY_MODELS = {
     "popularity": {},
-    "bpr": {"epochs": 10, "factors": 32},
+    "bpr": {"epochs": 10, "factors": 32, "lr": 0.01},
 }
 
 

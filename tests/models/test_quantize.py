@@ -28,7 +28,7 @@ from shopsight.models.registry import create_model
 
 PARAMS = {
     "als": {"factors": 32, "num_threads": 1, "seed": 0},
-    "bpr": {"factors": 32, "epochs": 10, "batch_size": 1024, "seed": 0},
+    "bpr": {"factors": 32, "epochs": 10, "batch_size": 1024, "lr": 0.01, "seed": 0},
     "lightgcn": {"dim": 32, "epochs": 10, "batch_size": 1024, "lr": 0.02, "seed": 0},
     "ease": {"l2": 100.0},
 }

@@ -397,8 +397,8 @@ class DPBPR(BPR):
             raise InputError(f"optimizer: adam or sgd, got {self.optimizer!r}")
         module, result = train_dp_bpr(
             dataset.implicit,
-            factors=self.factors,
-            epochs=self.epochs,
+            factors=int(self.factors),  # DP-BPR has fixed defaults, no "auto"
+            epochs=int(self.epochs),
             batch_size=self.batch_size,
             lr=self.lr,
             l2=self.l2,

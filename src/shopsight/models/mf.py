@@ -27,9 +27,13 @@ ranked best on both benchmark sets (next-interaction targets of any type: MovieL
 NDCG@10 0.175 vs 0.160 for log; synthetic shop 0.261 vs 0.258 log, 0.237 linear); weighting
 pays off when the target is the heavy behaviour itself (e.g. predicting purchases).
 
-Defaults (64 factors, 8 epochs of batches of 2048, Adam at 0.01, ``l2`` 1e-2) were chosen on
-``bench/train.py``: they match or beat ``implicit``'s BPR at its defaults on both sets (12 epochs
-gained under 3% NDCG@10 for 1.5x the time).
+Defaults follow the data (:mod:`shopsight.models.scaling`): ``factors="auto"`` (about 2 per
+training pair behind a user or item vector, 32-256: 64 on MovieLens-100K, 32 on Amazon Beauty)
+and ``epochs="auto"`` (about 2,200 steps of 2,048 triples, 10-100 epochs: 60 on MovieLens-100K),
+Adam at 0.003, ``l2`` 1e-2. On MovieLens-100K stratified by item (Microsoft Recommenders'
+benchmark) they give NDCG@10 0.462 against cornac BPR's published 0.445 (k 200, 200
+iterations); the former fixed 8 epochs at 0.01 gave 0.397. ``bench/defaults.py`` compares them
+with tuned settings on three datasets.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from torch import nn
 
 from shopsight import distributed as D
 from shopsight.models.base import FloatArray, IntArray, Recommender
+from shopsight.models.scaling import AUTO, DataShape, auto_epochs, auto_factors, resolve
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,
@@ -59,6 +64,7 @@ if TYPE_CHECKING:
     from shopsight.data.dataset import Dataset
 
 Weighting = Literal["uniform", "linear", "log"]
+Auto = Literal["auto"]
 
 
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
@@ -553,8 +559,9 @@ def bpr_user_vector(
 class BPR(Recommender):
     """BPR-MF trained with PyTorch (see the module docstring).
 
-    Parameters: ``factors``; ``epochs``; ``batch_size`` (triples per global batch, split over
-    DDP ranks); ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` (per-sample penalty of the
+    Parameters: ``factors`` and ``epochs`` (``"auto"``: from the training data's shape at
+    ``fit``, see :mod:`shopsight.models.scaling`; the values used are in the saved model's
+    ``meta.resolved``); ``batch_size`` (triples per global batch, split over DDP ranks); ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` (per-sample penalty of the
     touched factors and biases); ``item_bias``; ``positive_weighting`` (uniform / linear /
     log of the multi-behaviour weights); ``samples_per_epoch`` (None: one per interacted pair);
     ``patience`` (early stopping on NDCG@10 of ``valid``, when ``fit`` gets one); ``seed``.
@@ -564,10 +571,10 @@ class BPR(Recommender):
 
     def __init__(
         self,
-        factors: int = 64,
-        epochs: int = 8,
+        factors: int | Auto = "auto",
+        epochs: int | Auto = "auto",
         batch_size: int = 2048,
-        lr: float = 0.01,
+        lr: float = 0.003,
         l2: float = 1e-2,
         item_bias: bool = True,
         positive_weighting: Weighting = "uniform",
@@ -594,20 +601,37 @@ class BPR(Recommender):
         self.eval_every = eval_every
         self.seed = seed
 
+    def resolved_params(self, shape: DataShape) -> dict[str, Any]:
+        """The parameters with every ``"auto"`` resolved for data of this shape (see
+        :mod:`shopsight.models.scaling`)."""
+        return resolve(
+            self.get_params(),
+            {
+                "factors": lambda p: auto_factors(shape),
+                "epochs": lambda p: auto_epochs(shape, int(p["batch_size"])),
+            },
+        )
+
     def train_config(self) -> TrainConfig:
-        # ~300 small steps per fit on MovieLens-100K: the fused step's cost shows
-        return TrainConfig.from_params(self.get_params(), fused_optimizer=True)
+        # many small steps per fit on MovieLens-100K: the fused step's cost shows
+        return TrainConfig.from_params(
+            getattr(self, "resolved_", self.get_params()), fused_optimizer=True
+        )
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
-        _check("factors", self.factors, self.factors >= 1, "an integer >= 1")
-        _check("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
-        _check("l2", self.l2, self.l2 >= 0, "a number >= 0")
+        _check("batch_size", self.batch_size, _is_int(self.batch_size, 1), "an integer >= 1")
+        _check("factors", self.factors, _is_auto_or(self.factors, 1), "'auto' or an integer >= 1")
+        _check("epochs", self.epochs, _is_auto_or(self.epochs, 0), "'auto' or an integer >= 0")
+        _check("l2", self.l2, _is_number(self.l2), "a number >= 0")
         transform_weights(np.ones(1), self.positive_weighting)  # validates the name
+        shape = DataShape.of(dataset.implicit)
+        self.data_shape_ = shape
+        self.resolved_: dict[str, Any] = self.resolved_params(shape)
         module = BPRModule(
             dataset.n_users,
             dataset.n_items,
-            self.factors,
-            l2=self.l2,
+            int(self.resolved_["factors"]),
+            l2=float(self.resolved_["l2"]),
             item_bias=self.item_bias,
             init_std=self.init_std,
             seed=self.seed,
@@ -673,10 +697,34 @@ class BPR(Recommender):
         self.item_factors_ = arrays["item_factors"]
         self.item_bias_ = arrays["item_bias"]
         self._items_t = items_major(self.item_factors_)
+        if "resolved" in meta:
+            self.resolved_ = dict(meta["resolved"])
 
     def _meta(self) -> dict[str, Any]:
         result = getattr(self, "train_result_", None)
-        return {"training": result.to_dict()} if result is not None else {}
+        out: dict[str, Any] = {"training": result.to_dict()} if result is not None else {}
+        if hasattr(self, "resolved_"):
+            out["resolved"] = self.resolved_
+            out["data_shape"] = self.data_shape_.to_dict()
+        return out
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return (
+        isinstance(value, int | np.integer) and not isinstance(value, bool) and bool(value >= low)
+    )
+
+
+def _is_auto_or(value: Any, low: int) -> bool:
+    return value == AUTO or _is_int(value, low)
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float | np.number)
+        and not isinstance(value, bool)
+        and bool(value >= 0)
+    )
 
 
 __all__ = [

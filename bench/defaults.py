@@ -1,0 +1,310 @@
+"""Defaults against tuned settings: does each model's out-of-the-box configuration hold up?
+
+For every model and dataset, two figures on the protocol's test part, each fitted once on the
+training part:
+
+- **default**: the model's documented defaults (``"auto"`` values resolved from the data);
+- **tuned**: the best of a small Optuna search (TPE) whose trials are scored on a validation
+  split carved from the training part only (the protocol's own recipe applied again to the
+  training rows, or the protocol's validation part where it has one), never on the test part.
+
+``ratio = default / tuned``; a default more than 10% below tuned (ratio < 0.9) is flagged. The
+search budget (trials per model, a time cap per study) is small on purpose (the machines are
+shared): the table states it, and a tuned figure below the default only means the budget did
+not find better.
+
+Datasets (from ``../shared/data``, read in place, and the synthetic shop):
+
+- ``ml100k``: MovieLens-100K, ``stratified-item-75-25`` (Microsoft Recommenders' benchmark);
+- ``shop``: the synthetic shop (1,000 users, 300 items), ``random-811`` (per user 8:1:1);
+- ``beauty``: Amazon Beauty (ICLRec files), ``leave-one-out``.
+
+Results go to ``bench/results/defaults.json``; :func:`markdown` renders the table for
+``BENCHMARKS.md`` from that file (``python bench/defaults.py --table``).
+
+    python bench/defaults.py                              # everything (an hour or more)
+    python bench/defaults.py --datasets ml100k --models bpr,ease --trials 4
+    python bench/defaults.py --quick                      # a few trials, cheap models
+    python bench/defaults.py --table                      # print the table of the saved JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+OUT = HERE / "results" / "defaults.json"
+FLAG_BELOW = 0.9  # a default under 90% of tuned is flagged
+
+# Small search spaces around each model's main knobs (Optuna syntax of shopsight tune).
+SPACES: dict[str, dict[str, Any]] = {
+    "popularity": {
+        "half_life_days": {"type": "categorical", "choices": [None, 7.0, 30.0, 180.0]},
+        "distinct_users": {"type": "categorical", "choices": [False, True]},
+    },
+    "itemknn": {
+        "neighbours": {"type": "int", "low": 10, "high": 400, "log": True},
+        "shrinkage": {"type": "float", "low": 0.1, "high": 200.0, "log": True},
+        "weighting": {"type": "categorical", "choices": ["none", "tfidf", "bm25"]},
+    },
+    "ease": {"l2": {"type": "float", "low": 5.0, "high": 5000.0, "log": True}},
+    "als": {
+        "factors": {"type": "int", "low": 16, "high": 256, "log": True},
+        "l2": {"type": "float", "low": 0.01, "high": 100.0, "log": True},
+        "alpha": {"type": "float", "low": 0.1, "high": 40.0, "log": True},
+    },
+    "bpr": {
+        "factors": {"type": "int", "low": 16, "high": 256, "log": True},
+        "epochs": {"type": "int", "low": 5, "high": 100, "log": True},
+        "l2": {"type": "float", "low": 1e-3, "high": 0.3, "log": True},
+        "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+    },
+    "lightgcn": {
+        "dim": {"type": "int", "low": 32, "high": 256, "log": True},
+        "epochs": {"type": "int", "low": 10, "high": 60, "log": True},
+        "l2": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    },
+}
+
+# Trials per model (full run); --quick divides them. Each trial is one fit on the inner split.
+TRIALS = {"popularity": 6, "itemknn": 8, "ease": 8, "als": 8, "bpr": 6, "lightgcn": 3}
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str
+    protocol: str
+    models: tuple[str, ...]  # the models affordable on it (the rest: not run, said so)
+    build: Callable[[Path], Any]  # workdir -> (Dataset, Lineage | None)
+    about: str
+
+
+def _store_dataset(db: Path, files: list[Path], clean: bool = False) -> tuple[Any, Any]:
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.ingest import ingest_files
+    from shopsight.data.store import Store
+    from shopsight.evaluation.protocols import lineage_from_store
+
+    with Store(db) as store:
+        ingest_files(store, files)
+        if clean:
+            from shopsight.data.clean import clean_store
+
+            clean_store(store)
+        ds = Dataset.from_store(store)
+        return ds, lineage_from_store(store, ds)
+
+
+def _ml100k(work: Path) -> tuple[Any, Any]:
+    path = SHARED / "movielens-100k" / "u.data"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (needs ../shared/data/movielens-100k)")
+    return _store_dataset(work / "ml100k.duckdb", [path])
+
+
+def _beauty(work: Path) -> tuple[Any, Any]:
+    path = SHARED / "amazon-beauty-seq" / "Beauty.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found (needs ../shared/data/amazon-beauty-seq)")
+    return _store_dataset(work / "beauty.duckdb", [path])
+
+
+def _shop(work: Path) -> tuple[Any, Any]:
+    from shopsight.data.synthetic import ShopConfig, generate_shop
+
+    files = generate_shop(work / "shop", ShopConfig(n_users=1000, n_items=300, images=False))
+    return _store_dataset(work / "shop.duckdb", files.data_files(), clean=True)
+
+
+CF = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn")
+DATASETS: dict[str, Data] = {
+    "ml100k": Data(
+        "ml100k", "stratified-item-75-25", CF, _ml100k, "MovieLens-100K, stratified by item 75/25"
+    ),
+    "shop": Data("shop", "random-811", CF, _shop, "synthetic shop 1,000 x 300, per-user 8:1:1"),
+    # LightGCN's full-graph step on 22k + 12k nodes is beyond a bounded run on shared cores;
+    # SASRec (sequential: its test-time history is the protocol's) is benchmarked by
+    # bench/sasrec_beauty.py, not tuned here
+    "beauty": Data(
+        "beauty",
+        "leave-one-out",
+        ("popularity", "itemknn", "ease", "als", "bpr"),
+        _beauty,
+        "Amazon Beauty, leave-one-out (full ranking)",
+    ),
+}
+
+
+def resolved_defaults(model: str, dataset: Any) -> dict[str, Any]:
+    """The defaults a model resolves on this training data (``"auto"`` values filled in)."""
+    from shopsight.models.registry import create_model
+    from shopsight.models.scaling import DataShape
+
+    m = create_model(model)
+    resolve = getattr(m, "resolved_params", None)
+    if resolve is None:
+        return {}
+    params = resolve(DataShape.of(dataset.implicit))
+    auto = {k for k, v in m.get_params().items() if v == "auto"}
+    return {k: params[k] for k in sorted(auto)}
+
+
+def run_one(
+    data: Data, model: str, dataset: Any, lineage: Any, trials: int, timeout: float, seed: int
+) -> dict[str, Any]:
+    from shopsight.evaluation.tuning import Tuner
+
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    tuner = Tuner(
+        model,
+        SPACES[model],
+        protocol=data.protocol,
+        trials=trials,
+        sampler="tpe",
+        seed=seed,
+        cv_folds=1,
+        prune=False,  # few trials: too few to prune against
+        timeout=timeout,
+    )
+    outer = tuner.protocol.make_splits(dataset, seed, lineage)[0]
+    summary = tuner.run(dataset, lineage, test=True)
+    default, tuned = summary["test"]["default"], summary["test"]["best"]
+    ratio = default / tuned if tuned > 0 else float("nan")
+    return {
+        "dataset": data.name,
+        "protocol": data.protocol,
+        "model": model,
+        "metric": summary["metric"],
+        "default": default,
+        "tuned": tuned,
+        "ratio": ratio,
+        "flag": bool(ratio < FLAG_BELOW),
+        "validation": summary["validation"],
+        "trials": summary["trials"],
+        "budget": {"trials": trials, "timeout_s": timeout, "sampler": "tpe", "seed": seed},
+        "tuned_params": summary["best_params"],
+        "resolved_defaults": resolved_defaults(model, dataset.subset(outer.train)),
+        "seconds": time.perf_counter() - t0,
+        "load_before": list(load_before),
+        "load_after": list(os.getloadavg()),
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The model x dataset table (default, tuned, ratio) of a results file."""
+    rows = results["results"]
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
+    models = [m for m in CF if any(r["model"] == m for r in rows)]
+    cell: dict[tuple[str, str], dict[str, Any]] = {(r["model"], r["dataset"]): r for r in rows}
+    head = ["model"] + [
+        f"{d} ({DATASETS[d].protocol}, {next(r['metric'] for r in rows if r['dataset'] == d)})"
+        for d in datasets
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in models:
+        out = [m]
+        for d in datasets:
+            r = cell.get((m, d))
+            if r is None:
+                out.append("not run")
+            elif "error" in r:
+                out.append("failed: " + r["error"].splitlines()[0][:60])
+            else:
+                mark = " **(default >10% below)**" if r["flag"] else ""
+                n = r["trials"]["complete"]
+                out.append(
+                    f"{_fmt(r['default'])} / {_fmt(r['tuned'])} = {r['ratio']:.2f}{mark} ({n} trials)"
+                )
+        lines.append("| " + " | ".join(out) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--models", default=",".join(CF))
+    ap.add_argument("--trials", type=int, default=None, help="trials per model (default: TRIALS)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per study (trials)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="2 trials each, no LightGCN")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--merge", action="store_true", help="keep other cells already in --out")
+    ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return 0
+
+    sys.path.insert(0, str(HERE))
+    import torch
+
+    from _machine import machine
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.quick:
+        wanted = [m for m in wanted if m != "lightgcn"]
+    previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
+    results: list[dict[str, Any]] = list(previous["results"]) if previous else []
+    with tempfile.TemporaryDirectory(prefix="shopsight-defaults-") as tmp:
+        for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            data = DATASETS[name]
+            try:
+                dataset, lineage = data.build(Path(tmp))
+            except FileNotFoundError as exc:
+                print(f"{name}: skipped ({exc})", file=sys.stderr)
+                continue
+            for model in [m for m in wanted if m in data.models]:
+                trials = args.trials or TRIALS[model]
+                if args.quick:
+                    trials = min(trials, 2)
+                print(f"{name} / {model}: {trials} trials ...", file=sys.stderr, flush=True)
+                try:
+                    row = run_one(data, model, dataset, lineage, trials, args.timeout, args.seed)
+                except Exception as exc:  # one failing cell must not lose the others
+                    traceback.print_exc()
+                    row = {"dataset": name, "model": model, "error": f"{type(exc).__name__}: {exc}"}
+                results = [r for r in results if (r["dataset"], r["model"]) != (name, model)] + [
+                    row
+                ]
+                if "error" not in row:
+                    print(
+                        f"  default {row['default']:.4f} tuned {row['tuned']:.4f} "
+                        f"ratio {row['ratio']:.2f}{'  FLAG' if row['flag'] else ''} "
+                        f"({row['seconds']:.0f} s, load {row['load_before'][0]:.1f}"
+                        f" -> {row['load_after'][0]:.1f})",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                out = {
+                    "command": "python bench/defaults.py " + " ".join(argv or sys.argv[1:]),
+                    "flag_below": FLAG_BELOW,
+                    "datasets": {d: DATASETS[d].about for d in DATASETS},
+                    "machine": machine("torch", "optuna"),
+                    "results": results,
+                }
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    if results:
+        print(markdown({"results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

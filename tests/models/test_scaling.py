@@ -1,0 +1,155 @@
+"""Defaults that follow the data: BPR's ``"auto"`` factors / epochs / l2 (models.scaling)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from shopsight.data.dataset import Dataset
+from shopsight.models.base import Recommender
+from shopsight.models.mf import BPR
+from shopsight.models.scaling import DataShape, auto_epochs, auto_factors
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+# The shapes of two real training sets: MovieLens-100K's stratified-by-item train part (dense:
+# 80 ratings a user) and Amazon Beauty's leave-one-out train part (sparse: 7 a user).
+ML100K = DataShape(n_users=943, n_items=1682, n_pairs=75_066)
+BEAUTY = DataShape(n_users=22_363, n_items=12_101, n_pairs=153_776)
+
+
+def test_data_shape_counts_distinct_pairs() -> None:
+    m = sp.csr_matrix(
+        (np.array([1.0, 2.0, 1.0, 0.0]), (np.array([0, 0, 1, 2]), np.array([1, 1, 0, 2]))),
+        shape=(3, 4),
+    )
+    shape = DataShape.of(m)
+    assert (shape.n_users, shape.n_items, shape.n_pairs) == (3, 4, 2)  # duplicate summed, 0 out
+    assert shape.density == pytest.approx(2 / 12)
+    assert shape.pairs_per_vector == pytest.approx(2 / 7)
+
+
+def test_bpr_defaults_differ_between_dense_and_sparse_data_as_designed() -> None:
+    dense, sparse = BPR().resolved_params(ML100K), BPR().resolved_params(BEAUTY)
+    # more training pairs behind each vector -> more factors (powers of two)
+    assert (dense["factors"], sparse["factors"]) == (64, 32)
+    assert dense["factors"] == auto_factors(ML100K) and sparse["factors"] == auto_factors(BEAUTY)
+    # the same number of optimiser steps: Beauty's epochs are twice as long, so half as many
+    assert (dense["epochs"], sparse["epochs"]) == (60, 29)
+    for p, shape in ((dense, ML100K), (sparse, BEAUTY)):
+        steps = p["epochs"] * math.ceil(shape.n_pairs / p["batch_size"])
+        assert 2200 <= steps < 2200 + math.ceil(shape.n_pairs / p["batch_size"])
+    # the rest of the parameters are the fixed defaults
+    for key in ("lr", "l2", "batch_size", "optimizer", "seed"):
+        assert dense[key] == sparse[key] == BPR().get_params()[key]
+
+
+def test_auto_rules_are_bounded_and_explicit_values_win() -> None:
+    tiny = DataShape(n_users=5, n_items=4, n_pairs=10)
+    huge = DataShape(n_users=10**6, n_items=10**5, n_pairs=10**9)
+    assert auto_factors(tiny) == 32 and auto_factors(huge) == 256
+    # a tiny set is capped at 100 epochs, a huge one still sees every pair 10 times
+    assert auto_epochs(tiny, 2048) == 100 and auto_epochs(huge, 2048) == 10
+    fixed = BPR(factors=16, epochs=3).resolved_params(ML100K)
+    assert (fixed["factors"], fixed["epochs"]) == (16, 3)
+    assert BPR(factors=16).resolved_params(ML100K)["epochs"] == 60
+
+
+def _planted(n_users: int = 60, n_items: int = 40, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(n_users):
+        group = u % 2
+        for i in rng.choice(np.arange(group, n_items, 2), size=8, replace=False):
+            users.append(u)
+            items.append(int(i))
+    return Dataset.from_arrays(
+        user_ids=[f"u{k}" for k in range(n_users)],
+        item_ids=[f"i{k}" for k in range(n_items)],
+        user=np.array(users),
+        item=np.array(items),
+    )
+
+
+def test_bpr_records_the_resolved_defaults_and_keeps_its_params(tmp_path: Path) -> None:
+    ds = _planted()
+    model = BPR(seed=0).fit(ds)
+    assert model.get_params()["factors"] == "auto"  # fit does not change the parameters
+    resolved = model.resolved_params(DataShape.of(ds.implicit))
+    assert model.user_factors_.shape == (ds.n_users, resolved["factors"])
+    assert model.train_result_.epochs_run == resolved["epochs"]
+    saved = model.save(tmp_path / "m")
+    loaded = Recommender.load(saved)
+    import json
+
+    meta = json.loads((saved / "config.json").read_text())["meta"]
+    assert meta["resolved"]["factors"] == resolved["factors"]
+    assert meta["data_shape"]["n_pairs"] == DataShape.of(ds.implicit).n_pairs
+    # fold-in uses the resolved l2 after loading, as before saving
+    hist = np.array([0, 2, 4])
+    np.testing.assert_allclose(loaded.score_history(hist), model.score_history(hist), rtol=1e-5)
+
+
+def test_bpr_rejects_bad_values_with_the_parameter_named() -> None:
+    ds = _planted()
+    with pytest.raises(ValueError, match="factors"):
+        BPR(factors="many").fit(ds)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="l2"):
+        BPR(l2=-1.0).fit(ds)
+
+
+def _ml_sample(tmp_path: Path, max_user: int) -> tuple[Dataset, Any]:
+    from shopsight.data.ingest import ingest_files
+    from shopsight.data.store import Store
+    from shopsight.evaluation.protocols import lineage_from_store
+
+    src = SHARED / "movielens-100k" / "u.data"
+    if not src.exists():
+        pytest.skip("needs ../shared/data/movielens-100k (public datasets not present)")
+    rows = [line for line in src.read_text().splitlines() if int(line.split("\t")[0]) <= max_user]
+    sample = tmp_path / "u.data"
+    sample.write_text("\n".join(rows) + "\n")
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest_files(store, [sample])
+        ds = Dataset.from_store(store)
+        return ds, lineage_from_store(store, ds)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_bpr_defaults_beat_popularity_on_a_movielens_sample(tmp_path: Path) -> None:
+    """On 300 MovieLens-100K users, stratified by item 75/25 (the Microsoft benchmark's
+    recipe), BPR at its defaults ranks clearly better than popularity."""
+    from shopsight.evaluation.protocols import get_protocol
+    from shopsight.evaluation.ranking import evaluate_ranking
+    from shopsight.models.popularity import Popularity
+
+    ds, lineage = _ml_sample(tmp_path, max_user=300)
+    protocol = get_protocol("stratified-item-75-25")
+    split = protocol.make_splits(ds, 0, lineage)[0]
+    train, test = ds.subset(split.train), ds.subset(split.test)
+    truth = protocol.truth(test)
+    users = protocol.eval_users(train, truth)
+
+    def ndcg(model: Recommender) -> float:
+        res = evaluate_ranking(
+            model.fit(train),
+            truth,
+            exclude=protocol.exclusion(train, None),
+            ks=[10],
+            metrics=["ndcg"],
+            users=users,
+            candidates=protocol.candidate_mask(train, test),
+            seed=0,
+        )
+        return float(res.metrics["ndcg@10"])
+
+    pop, bpr = ndcg(Popularity()), ndcg(BPR(seed=0))
+    assert bpr > 1.25 * pop, (bpr, pop)
