@@ -818,8 +818,8 @@ def r_sasrec_profile(d: dict[str, Any], c: Ctx) -> str:
         sm = summary.get(name)
         if not isinstance(sm, dict):
             continue
-        secs = sm.get("epoch_seconds", sm.get("epoch_seconds_median"))
-        ratio = sm.get("ratio_to_floor", sm.get("ratio_to_floor_median"))
+        secs = sm.get("epoch_seconds_median", sm.get("epoch_seconds"))  # median of --repeats
+        ratio = sm.get("ratio_to_floor_median", sm.get("ratio_to_floor"))
         rows.append(
             [
                 name,

@@ -160,7 +160,7 @@ JOBS: tuple[Job, ...] = (
         "sasrec_profile.py",
         "sasrec_profile.json",
         (),
-        ("--epochs", "1", "--profile"),  # --profile with no version: profile none
+        ("--epochs", "1", "--no-profile"),
         "SASRec seconds per epoch against its FLOP floor (with --baseline-rev: before / after)",
     ),
     Job(
