@@ -818,23 +818,29 @@ def r_sasrec_profile(d: dict[str, Any], c: Ctx) -> str:
         sm = summary.get(name)
         if not isinstance(sm, dict):
             continue
-        runs = _get(d, "runs", name, default=[])
+        secs = sm.get("epoch_seconds_median", sm.get("epoch_seconds"))  # median of --repeats
+        ratio = sm.get("ratio_to_floor_median", sm.get("ratio_to_floor"))
         rows.append(
             [
                 name,
-                num(len(runs)),
-                c.t(sm.get("epoch_seconds_median"), "{:.1f}"),
+                c.t(secs, "{:.1f}"),
                 num(sm.get("floor_tflop"), "{:.2f}"),
-                c.t(sm.get("ratio_to_floor_median"), "{:.2f}", "x"),
+                c.t(sm.get("floor_seconds"), "{:.1f}"),
+                c.t(ratio, "{:.2f}", "x"),
             ]
         )
-    out = table(["code", "runs", "s per epoch (median)", "floor TFLOP", "ratio to floor"], rows)
+    out = table(["code", "s per epoch", "floor TFLOP", "floor s", "ratio to floor"], rows)
     out += (
         f"\n\nBaseline revision {d.get('baseline_rev') or '-'}, head {d.get('head')}, "
-        f"{d.get('threads')} threads"
+        f"{d.get('threads')} threads, {d.get('epochs', '-')} epoch(s) per version"
     )
     if summary.get("speedup") is not None:
         out += f"; speed-up after / before {c.t(summary['speedup'], '{:.2f}', 'x')}"
+    if summary.get("speedup_median_of_segment_pairs") is not None:
+        out += (
+            f" (median over segment pairs run back to back: "
+            f"{c.t(summary['speedup_median_of_segment_pairs'], '{:.2f}', 'x')})"
+        )
     out += "."
     for name, prof in (d.get("profile") or {}).items():
         top = (prof or {}).get("top", [])[:8]

@@ -159,8 +159,8 @@ JOBS: tuple[Job, ...] = (
         "sasrec_profile",
         "sasrec_profile.py",
         "sasrec_profile.json",
-        ("--repeats", "2"),
-        ("--epochs", "1", "--repeats", "1", "--no-profile"),
+        (),
+        ("--epochs", "1", "--no-profile"),
         "SASRec seconds per epoch against its FLOP floor (with --baseline-rev: before / after)",
     ),
     Job(

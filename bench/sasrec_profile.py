@@ -235,8 +235,13 @@ def interleaved(versions: dict[str, Path], args: argparse.Namespace) -> dict[str
             sys.exit("a worker failed before its fit")
         shape = (int(ready[1]), int(ready[2]), int(ready[3]))
     running = dict(procs)
+    rounds = 0
     while running:
-        for name, p in list(running.items()):
+        order = list(running.items())
+        rounds += 1
+        if rounds % 2 == 0:  # alternate who goes first: no version always follows the SGEMM
+            order.reverse()
+        for name, p in order:
             assert p.stdin is not None and p.stdout is not None
             p.stdin.write("go\n")
             p.stdin.flush()
@@ -275,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segment", type=int, default=4, help="steps before handing over")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="interleaved comparisons (medians reported)"
+    )
     ap.add_argument("--profile", nargs="*", default=None, help="versions to profile (default: all)")
+    ap.add_argument("--no-profile", action="store_true", help="profile no version")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "sasrec_profile.json")
     ap.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker-profile", action="store_true", help=argparse.SUPPRESS)
@@ -304,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_start": list(os.getloadavg()),
     }
-    timing = interleaved(versions, args)
+    timings = [interleaved(versions, args) for _ in range(max(args.repeats, 1))]
     result["load_after_timing"] = list(os.getloadavg())
+    timing = timings[0]
+    for name, res in timing["versions"].items():  # medians over the repeats
+        for key in ("epoch_seconds", "ratio_to_floor", "floor_seconds", "sgemm_gflops_median"):
+            res[key] = float(np.median([t["versions"][name][key] for t in timings]))
     result["timing"] = timing
+    if len(timings) > 1:
+        result["timing_repeats"] = timings[1:]
     for name, res in timing["versions"].items():
         print(
             f"{name}: {res['epoch_seconds']:.1f} s/epoch, floor {res['floor_seconds']:.1f} s "
@@ -316,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     result["profile"] = {}
-    for name in versions if args.profile is None else args.profile:
+    profiled = [] if args.no_profile else list(versions if args.profile is None else args.profile)
+    for name in profiled:
         res = run_profile(versions[name], args)
         table = res.pop("profile_table")
         result["profile"][name] = {
@@ -328,12 +344,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} profile (one epoch, {res['epoch_seconds']:.1f} s):\n{table}", flush=True)
     result["load_end"] = list(os.getloadavg())
     v = timing["versions"]
+    # one interleaved run per version ("runs" and the "_median" names: the layout
+    # bench/report.py renders)
+    result["runs"] = {name: [res] for name, res in v.items()}
     summary: dict[str, Any] = {
         name: {
             "epoch_seconds": res["epoch_seconds"],
+            "epoch_seconds_median": res["epoch_seconds"],
             "ratio_to_floor": res["ratio_to_floor"],
+            "ratio_to_floor_median": res["ratio_to_floor"],
             "floor_tflop": res["flops"]["total"] / 1e12,
             "floor_seconds": res["floor_seconds"],
+            "sgemm_gflops": res["sgemm_gflops_median"],
         }
         for name, res in v.items()
     }
@@ -349,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
             if a > 0
         ]
         summary["speedup_median_of_segment_pairs"] = float(np.median(pairs))
+    result["quality"] = {  # the same seed: equal up to float rounding when the maths is equal
+        "valid_ndcg10_epoch1": {n: r["history"][0].get("metric") for n, r in v.items()},
+        "loss_epoch1": {n: r["history"][0]["loss"] for n, r in v.items()},
+    }
     result["summary"] = summary
     print(json.dumps(summary, indent=2))
     args.out.write_text(json.dumps(result, indent=2, default=float) + "\n")

@@ -376,36 +376,29 @@ def test_report_renders_a_sasrec_profile(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     top = [{"op": "aten::mm", "calls": 10, "self_cpu_s": 5.0, "self_cpu_pct": 40.0}]
-    (results / "sasrec_profile.json").write_text(
-        json.dumps(
-            {
-                "baseline_rev": "abc",
-                "head": "def",
-                "threads": 2,
-                "load_start": [0.3, 0.3, 0.3],
-                "runs": {"before": [{}], "after": [{}, {}]},
-                "profile": {"after": {"top": top}},
-                "summary": {
-                    "before": {
-                        "epoch_seconds_median": 30.0,
-                        "ratio_to_floor_median": 4.0,
-                        "floor_tflop": 0.8,
-                    },
-                    "after": {
-                        "epoch_seconds_median": 12.0,
-                        "ratio_to_floor_median": 1.6,
-                        "floor_tflop": 0.8,
-                    },
-                    "speedup": 2.5,
-                },
-            }
-        )
-    )
+    side = {"ratio_to_floor": 4.0, "floor_tflop": 0.8, "floor_seconds": 7.5}
+    summary = {
+        "before": {"epoch_seconds": 30.0, **side},
+        "after": {**side, "epoch_seconds": 12.0, "ratio_to_floor": 1.6},
+        "speedup": 2.5,
+        "speedup_median_of_segment_pairs": 2.4,
+    }
+    data = {
+        "baseline_rev": "abc",
+        "head": "def",
+        "threads": 2,
+        "epochs": 1,
+        "load_start": [0.3, 0.3, 0.3],
+        "profile": {"after": {"top": top}},
+        "summary": summary,
+    }
+    (results / "sasrec_profile.json").write_text(json.dumps(data))
     template = tmp_path / "T.md"
     template.write_text("<!-- results: sasrec_profile.json -->\n")
     text = report.build(results, template, 1.5)
-    assert "| after | 2 | 12.0 | 0.80 | 1.60x |" in text
-    assert "speed-up after / before 2.50x" in text
+    assert "| before | 30.0 | 0.80 | 7.5 | 4.00x |" in text
+    assert "| after | 12.0 | 0.80 | 7.5 | 1.60x |" in text
+    assert "speed-up after / before 2.50x (median over segment pairs" in text
     assert "| `aten::mm` | 10 | 5.0 | 40.0% |" in text
 
 
