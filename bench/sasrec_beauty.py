@@ -65,6 +65,22 @@ def read_sequences(path: Path) -> tuple[list[str], list[str], np.ndarray, np.nda
     return users, item_ids, np.asarray(rows_u, np.int64), items, np.asarray(rows_k, np.int64)
 
 
+def beauty_dataset(path: Path) -> Any:
+    """The sequences as a Dataset: one purchase per position, ordered by position only."""
+    from shopsight.data.dataset import Dataset
+
+    users, item_ids, u, i, k = read_sequences(path)
+    return Dataset.from_arrays(
+        user_ids=users,
+        item_ids=item_ids,
+        user=u,
+        item=i,
+        event=np.full(len(u), "purchase"),
+        timestamp=k,
+        ts_ordinal=np.ones(len(u), bool),
+    )
+
+
 def ranks_of_targets(
     scores: np.ndarray, targets: np.ndarray, history: list[np.ndarray], rule: str
 ) -> np.ndarray:
@@ -127,22 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     import torch
 
-    from shopsight.data.dataset import Dataset
     from shopsight.data.split import leave_last_out
     from shopsight.models.sasrec import SASRec
     from shopsight.training.trainer import training_run
 
     t0 = time.perf_counter()
-    users, item_ids, u, i, k = read_sequences(args.data)
-    ds = Dataset.from_arrays(
-        user_ids=users,
-        item_ids=item_ids,
-        user=u,
-        item=i,
-        event=np.full(len(u), "purchase"),
-        timestamp=k,
-        ts_ordinal=np.ones(len(u), bool),
-    )
+    ds = beauty_dataset(args.data)
     split = leave_last_out(ds.user, ds.timestamp)
     train, valid, test = ds.split(split)
     assert valid is not None

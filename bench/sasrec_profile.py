@@ -73,20 +73,10 @@ def sgemm_gflops(m: int, k: int, n: int, threads: int, repeats: int = 20) -> flo
 
 def load_beauty(path: Path) -> tuple[Any, Any, Any]:
     sys.path.insert(0, str(HERE))
-    from sasrec_beauty import read_sequences
-    from shopsight.data.dataset import Dataset
+    from sasrec_beauty import beauty_dataset
     from shopsight.data.split import leave_last_out
 
-    users, item_ids, u, i, k = read_sequences(path)
-    ds = Dataset.from_arrays(
-        user_ids=users,
-        item_ids=item_ids,
-        user=u,
-        item=i,
-        event=np.full(len(u), "purchase"),
-        timestamp=k,
-        ts_ordinal=np.ones(len(u), bool),
-    )
+    ds = beauty_dataset(path)
     train, valid, _test = ds.split(leave_last_out(ds.user, ds.timestamp))
     return ds, train, valid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -452,3 +453,16 @@ def test_report_names_a_broken_results_file(
     assert "ingest.json` cannot be read as JSON" in text
     assert "list.json` holds a JSON list, not an object" in text
     assert "ingest.json cannot be read as JSON" in capsys.readouterr().err.replace("`", "")
+
+
+def test_benchmarks_md_is_generated_from_the_results_files() -> None:
+    # Every figure in BENCHMARKS.md comes from bench/results/*.json through bench/report.py:
+    # a hand edit or a results file committed without regenerating fails here.
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        [sys.executable, str(root / "bench" / "report.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -76,3 +77,30 @@ def test_every_library_exception_has_the_common_base() -> None:
                 if path.name != "errors.py" and bases & {"Exception", "ValueError", "RuntimeError"}:
                     strays.append(f"{path.relative_to(src)}:{node.lineno} {node.name}")
     assert strays == []
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (OSError(28, "No space left on device", "x.parquet"), "error: out of disk space: "),
+        (
+            duckdb.IOException('Could not write "s.tmp/t": No space left on device'),
+            "error: out of disk space: ",
+        ),
+        (duckdb.OutOfMemoryException("could not allocate"), "error: out of memory: "),
+    ],
+)
+def test_machine_out_of_disk_or_memory_is_one_line_not_a_bug(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raised: Exception, expected: str
+) -> None:
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+
+    def full(*_a: object, **_k: object) -> dict[str, object]:
+        raise raised
+
+    monkeypatch.setattr(shopsight.data.dataset, "stats", full)
+    res = run("stats", "--store", str(path))
+    assert res.exit_code == 2  # type: ignore[attr-defined]
+    lines = res.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith(expected), lines

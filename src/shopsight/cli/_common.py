@@ -9,6 +9,7 @@ and the exit status is 1.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -27,6 +28,24 @@ from rich.table import Table
 from shopsight.errors import InputError, ShopsightError
 
 BUG_REPORT = "this is a bug in shopsight, not a problem with your input; please report it"
+
+
+def machine_limit(exc: BaseException) -> str | None:
+    """The one-line reason when ``exc`` is the machine running out of disk or memory (not a
+    bug: DuckDB spills big joins to ``<store>.tmp`` and caps memory at
+    ``SHOPSIGHT_DUCKDB_MEMORY``), else ``None``."""
+    import duckdb
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    no_space = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(exc, duckdb.IOException) and "No space left" in text
+    )
+    if no_space:
+        return f"out of disk space: {text} (free space beside the store, where DuckDB spills)"
+    if isinstance(exc, (MemoryError, duckdb.OutOfMemoryException)):
+        cap = os.environ.get("SHOPSIGHT_DUCKDB_MEMORY", "1500MB")
+        return f"out of memory: {text} (DuckDB's cap SHOPSIGHT_DUCKDB_MEMORY is {cap})"
+    return None
 
 
 def _console() -> Console:
@@ -57,8 +76,8 @@ def group() -> typer.Typer:
 
 
 def friendly_errors(fn: F) -> F:
-    """A ShopsightError: one line on stderr, exit 2. Anything else: the traceback, a line
-    saying it is a bug, exit 1."""
+    """A ShopsightError or the machine out of disk or memory: one line on stderr, exit 2.
+    Anything else: the traceback, a line saying it is a bug, exit 1."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,7 +89,11 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except Exception:
+        except Exception as exc:
+            limit = machine_limit(exc)
+            if limit is not None:
+                error(limit)
+                raise typer.Exit(2) from None
             traceback.print_exc(file=sys.stderr)
             error(BUG_REPORT)
             raise typer.Exit(1) from None
