@@ -104,3 +104,21 @@ def test_machine_out_of_disk_or_memory_is_one_line_not_a_bug(
     assert res.exit_code == 2  # type: ignore[attr-defined]
     lines = res.stderr.strip().splitlines()  # type: ignore[attr-defined]
     assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+def test_a_reader_that_goes_away_is_not_a_bug(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.duckdb"
+    Store(path).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shopsight.cli", "stats", "--store", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # `| head -0`: nobody reads the JSON
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1)
+    assert "Traceback" not in err and BUG_REPORT not in err, err

@@ -89,6 +89,11 @@ def friendly_errors(fn: F) -> F:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`shopsight stats --json | head`): not a bug, nothing to say.
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except Exception as exc:
             limit = machine_limit(exc)
             if limit is not None:
