@@ -236,3 +236,22 @@ def test_itemknn_auto_shrinkage_equals_the_explicit_value_it_resolves_to(tmp_pat
     assert meta["resolved"]["shrinkage"] == pytest.approx(value)
     with pytest.raises(InputError, match="shrinkage"):
         ItemKNN(shrinkage="lots").fit(ds)  # type: ignore[arg-type]
+
+
+def test_lightgcn_epochs_follow_bpr_rule_and_are_recorded(tmp_path: Path) -> None:
+    import json
+
+    from shopsight.models.lightgcn import LightGCN
+
+    assert LightGCN().resolved_params(ML100K)["epochs"] == auto_epochs(ML100K, 2048) == 60
+    assert LightGCN().resolved_params(BEAUTY)["epochs"] == 29
+    assert LightGCN(epochs=3).resolved_params(BEAUTY)["epochs"] == 3
+    ds = _planted()
+    model = LightGCN(dim=8, batch_size=256, seed=0).fit(ds)
+    assert model.get_params()["epochs"] == "auto"
+    expected = auto_epochs(DataShape.of(ds.implicit), 256)
+    assert model.train_result_.epochs_run == expected
+    meta = json.loads((model.save(tmp_path / "lg") / "config.json").read_text())["meta"]
+    assert meta["resolved"]["epochs"] == expected
+    with pytest.raises(InputError, match="epochs"):
+        LightGCN(epochs="long").fit(ds)  # type: ignore[arg-type]
