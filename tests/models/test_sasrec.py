@@ -26,6 +26,7 @@ from shopsight.models.sasrec import (
     _windows,
     full_softmax_lse,
 )
+from shopsight.training.layers import keep_mask
 
 N_ITEMS = 120
 # Small and fast, but enough to learn a 120-item successor map in a few seconds.
@@ -359,14 +360,14 @@ def test_fused_cross_entropy_matches_autograd() -> None:
 def test_cheap_dropout_mask_keeps_the_expected_share_unbiased(p: float) -> None:
     torch.manual_seed(0)
     x = torch.ones(200, 500)
-    m = sasrec_module._keep_mask(x, p)
+    m = keep_mask(x, p)
     cut = round(p * 256)
     kept = (m > 0).float().mean().item()
     assert abs(kept - (256 - cut) / 256) < 0.005  # 100,000 draws: sd about 0.0016
     assert torch.allclose(m[m > 0], torch.tensor(256.0 / (256 - cut)))
     assert abs(m.mean().item() - 1.0) < 0.01  # inverted dropout: the mean is kept
     # every byte position of the 64-bit draws is used and uniform (no stuck high bit)
-    m2 = sasrec_module._keep_mask(torch.ones(7 * 20000), 0.5).view(-1, 7)
+    m2 = keep_mask(torch.ones(7 * 20000), 0.5).view(-1, 7)
     assert ((m2 > 0).float().mean(dim=0) - 0.5).abs().max() < 0.02
 
 

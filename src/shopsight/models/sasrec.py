@@ -61,6 +61,7 @@ from shopsight.data.dataset import EVENT_TYPES
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
+from shopsight.training.layers import Dropout
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,
@@ -86,36 +87,6 @@ def _check(name: str, value: Any, ok: bool, expected: str) -> None:
 # =============================================================================================
 
 
-def _keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted-dropout multiplier for ``x``: 0 with probability ``p``, else ``1 / (1 - p)``.
-
-    On CPU, ``bernoulli_`` (what ``nn.Dropout`` draws) costs about 12 ns per element, a tenth
-    of a SASRec epoch; here seven uniform bytes come from each 64-bit draw (the top byte of
-    ``random_()`` has its high bit clear, so it is skipped), about 2 ns per element. ``p``
-    is rounded to a multiple of 1/256 (0.5 exactly) and the scale follows the rounded value.
-    """
-    cut = round(p * 256)
-    n = x.numel()
-    draws = torch.empty((n + 6) // 7, dtype=torch.int64, device=x.device).random_()
-    u8 = draws.view(torch.uint8).view(-1, 8)[:, :7].reshape(-1)[:n].view(x.shape)
-    return (u8 >= cut).to(x.dtype).mul_(256.0 / (256 - cut))
-
-
-class _Dropout(nn.Module):
-    """``nn.Dropout`` with the cheap mask of :func:`_keep_mask` on CPU (CUDA: torch's own)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p <= 0.0:
-            return x
-        if x.device.type != "cpu" or self.p >= 1.0:
-            return F.dropout(x, self.p, True)
-        return x * _keep_mask(x, self.p)
-
-
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block: attention and feed-forward, each with a residual."""
 
@@ -129,8 +100,8 @@ class _Block(nn.Module):
         self.ln2 = nn.LayerNorm(hidden)
         self.ff1 = nn.Linear(hidden, ff)
         self.ff2 = nn.Linear(ff, hidden)
-        self.drop = _Dropout(dropout)
-        self.attn_drop = _Dropout(attn_dropout)
+        self.drop = Dropout(dropout)
+        self.attn_drop = Dropout(attn_dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape
@@ -280,7 +251,7 @@ class SASRecNet(nn.Module):
             self.register_buffer("content", torch.from_numpy(padded), persistent=False)
             self.content_proj = nn.Linear(content.shape[1], hidden, bias=False)
         self.emb_norm = nn.LayerNorm(hidden)
-        self.drop = _Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
             _Block(hidden, n_heads, ff, dropout, attn_dropout) for _ in range(n_layers)
         )
@@ -543,7 +514,7 @@ class SASRec(ContentMixin, Recommender):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         grad_clip: float | None = 5.0,
-        patience: int | None = 5,
+        patience: int | None = 3,
         eval_every: int = 1,
         valid_users: int | None = 10000,
         behavior: bool = True,
