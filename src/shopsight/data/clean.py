@@ -317,9 +317,13 @@ def _drop(
     table: str,
     rids_sql: str,
     detail: dict[str, Any] | None = None,
+    work: str | None = None,
 ) -> StepReport:
-    """Remove the working rows whose ``_rid`` the query selects; report count and examples."""
-    work = _w(table)
+    """Remove the working rows whose ``_rid`` the query selects; report count and examples.
+
+    For window-based steps on a working table small enough to hold (one user bucket of events,
+    or the reviews / items / users copies)."""
+    work = work or _w(table)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _clean_drop AS {rids_sql}")
     n = int(_scalar(conn, "SELECT count(*) FROM _clean_drop") or 0)
     d = dict(detail or {})
@@ -334,6 +338,48 @@ def _drop(
     return StepReport(step=step, table=table, removed=n, detail=d)
 
 
+def _drop_where(
+    conn: duckdb.DuckDBPyConnection,
+    step: str,
+    table: str,
+    where: str,
+    detail: dict[str, Any] | None = None,
+) -> StepReport:
+    """Remove the working rows matching ``where`` (a condition on a small id set, e.g.
+    ``user_id IN (SELECT user_id FROM flagged)``): no row-id set is materialised, so this works
+    on the full events table."""
+    work = _w(table)
+    n = int(_scalar(conn, f"SELECT count(*) FROM {work} WHERE {where}") or 0)
+    d = dict(detail or {})
+    if n:
+        d["examples"] = _examples(
+            conn,
+            f"SELECT {_EXAMPLE_COLS[table]} FROM {work} WHERE {where} "
+            f"ORDER BY {_ORDER_COLS[table]} LIMIT {_N_EXAMPLES}",
+        )
+        conn.execute(f"DELETE FROM {work} WHERE {where}")
+    return StepReport(step=step, table=table, removed=n, detail=d)
+
+
+def _merge_reports(parts: Sequence[StepReport]) -> StepReport:
+    """One step's report over user buckets taken in user-id order: counts add up, and the
+    first examples of the earliest buckets are the first examples overall (examples are ordered
+    by user id first)."""
+    first = parts[0]
+    detail = {k: v for k, v in first.detail.items() if k != "examples"}
+    examples = [e for p in parts for e in p.detail.get("examples", [])][:_N_EXAMPLES]
+    removed = sum(p.removed for p in parts)
+    if removed:
+        detail["examples"] = examples
+    return StepReport(
+        step=first.step,
+        table=first.table,
+        removed=removed,
+        modified=sum(p.modified for p in parts),
+        detail=detail,
+    )
+
+
 # -- steps ---------------------------------------------------------------------------------
 
 _EVENT_IDENTITY: Final[str] = "user_id, item_id, event_type, timestamp, ts_ordinal, value, query"
@@ -342,18 +388,22 @@ _REVIEW_IDENTITY: Final[str] = (
 )
 
 
-def _step_exact_duplicates(conn: duckdb.DuckDBPyConnection) -> list[StepReport]:
-    ev = _drop(
+def _exact_duplicate_events(conn: duckdb.DuckDBPyConnection, work: str) -> StepReport:
+    return _drop(
         conn,
         "exact_duplicates",
         "events",
         f"""SELECT _rid FROM (
               SELECT _rid, row_number() OVER (PARTITION BY {_EVENT_IDENTITY}
                   ORDER BY _ord, source, line, event_key) AS rn
-              FROM {_w("events")}) WHERE rn > 1""",
+              FROM {work}) WHERE rn > 1""",
         {"identity": _EVENT_IDENTITY.split(", "), "keep": "first ingested"},
+        work,
     )
-    rv = _drop(
+
+
+def _exact_duplicate_reviews(conn: duckdb.DuckDBPyConnection) -> StepReport:
+    return _drop(
         conn,
         "exact_duplicates",
         "reviews",
@@ -363,7 +413,6 @@ def _step_exact_duplicates(conn: duckdb.DuckDBPyConnection) -> list[StepReport]:
               FROM {_w("reviews")}) WHERE rn > 1""",
         {"identity": _REVIEW_IDENTITY.split(", "), "keep": "first ingested"},
     )
-    return [ev, rv]
 
 
 def _step_duplicate_ids(conn: duckdb.DuckDBPyConnection) -> list[StepReport]:
@@ -402,33 +451,39 @@ def _step_duplicate_ids(conn: duckdb.DuckDBPyConnection) -> list[StepReport]:
     return out
 
 
-def _step_near_duplicates(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepReport]:
+def _near_duplicate_events(
+    conn: duckdb.DuckDBPyConnection, cfg: CleanConfig, work: str
+) -> StepReport:
     window_us = round(cfg.near_duplicate_window_s * 1_000_000)
-    return [
-        _drop(
-            conn,
-            "near_duplicates",
-            "events",
-            f"""SELECT _rid FROM (
-                  SELECT _rid, epoch_us(timestamp) - lag(epoch_us(timestamp)) OVER (
-                      PARTITION BY user_id, item_id, event_type, query
-                      ORDER BY timestamp, _ord, source, line, event_key) AS gap_us
-                  FROM {_w("events")}
-                  WHERE NOT ts_ordinal AND event_type IN {_in_list(cfg.near_duplicate_types)})
-                WHERE gap_us IS NOT NULL AND gap_us <= {window_us}""",
-            {
-                "window_s": cfg.near_duplicate_window_s,
-                "event_types": list(cfg.near_duplicate_types),
-                "keep": "first event of each burst",
-            },
-        )
-    ]
+    return _drop(
+        conn,
+        "near_duplicates",
+        "events",
+        f"""SELECT _rid FROM (
+              SELECT _rid, epoch_us(timestamp) - lag(epoch_us(timestamp)) OVER (
+                  PARTITION BY user_id, item_id, event_type, query
+                  ORDER BY timestamp, _ord, source, line, event_key) AS gap_us
+              FROM {work}
+              WHERE NOT ts_ordinal AND event_type IN {_in_list(cfg.near_duplicate_types)})
+            WHERE gap_us IS NOT NULL AND gap_us <= {window_us}""",
+        {
+            "window_s": cfg.near_duplicate_window_s,
+            "event_types": list(cfg.near_duplicate_types),
+            "keep": "first event of each burst",
+        },
+        work,
+    )
 
 
-def _step_duplicate_reviews(conn: duckdb.DuckDBPyConnection, keep: str) -> list[StepReport]:
+def _lineage_order(keep: str) -> tuple[str, str]:
     direction = "DESC" if keep == "latest" else "ASC"
     lineage = "_ord DESC, source DESC, line DESC" if keep == "latest" else "_ord, source, line"
-    rv = _drop(
+    return direction, lineage
+
+
+def _duplicate_reviews_reviews(conn: duckdb.DuckDBPyConnection, keep: str) -> StepReport:
+    direction, lineage = _lineage_order(keep)
+    return _drop(
         conn,
         "duplicate_reviews",
         "reviews",
@@ -438,22 +493,26 @@ def _step_duplicate_reviews(conn: duckdb.DuckDBPyConnection, keep: str) -> list[
               FROM {_w("reviews")}) WHERE rn > 1""",
         {"keep": keep, "per": ["user_id", "item_id"]},
     )
-    ev = _drop(
+
+
+def _duplicate_reviews_events(conn: duckdb.DuckDBPyConnection, keep: str, work: str) -> StepReport:
+    direction, lineage = _lineage_order(keep)
+    return _drop(
         conn,
         "duplicate_reviews",
         "events",
         f"""SELECT _rid FROM (
               SELECT _rid, row_number() OVER (PARTITION BY user_id, item_id, event_type
                   ORDER BY timestamp {direction}, {lineage}, event_key {direction}) AS rn
-              FROM {_w("events")} WHERE event_type IN {_in_list(RATING_TYPES)} AND item_id IS NOT NULL)
+              FROM {work} WHERE event_type IN {_in_list(RATING_TYPES)} AND item_id IS NOT NULL)
             WHERE rn > 1""",
         {
             "keep": keep,
             "per": ["user_id", "item_id", "event_type"],
             "event_types": list(RATING_TYPES),
         },
+        work,
     )
-    return [rv, ev]
 
 
 def _step_shilling(store: Store, cfg: CleanConfig) -> list[StepReport]:
@@ -476,12 +535,11 @@ def _step_shilling(store: Store, cfg: CleanConfig) -> list[StepReport]:
         for table in ("events", "reviews", "users"):
             detail = found.to_dict() if table == "events" else {"users_flagged": len(found.flagged)}
             steps.append(
-                _drop(
+                _drop_where(
                     conn,
                     "shilling",
                     table,
-                    f"SELECT _rid FROM {_w(table)} "
-                    "WHERE user_id IN (SELECT user_id FROM _clean_shill)",
+                    "user_id IN (SELECT user_id FROM _clean_shill)",
                     detail,
                 )
             )
@@ -490,11 +548,11 @@ def _step_shilling(store: Store, cfg: CleanConfig) -> list[StepReport]:
         conn.unregister("_clean_shill")
 
 
-def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepReport]:
-    conn.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _clean_bot_stats AS
+def _bot_stats_sql(work: str) -> str:
+    """Per-user behaviour statistics of the bot rules (one row per user with behaviour events)."""
+    return f"""
         WITH ev AS (
-            SELECT user_id, event_type, timestamp FROM {_w("events")}
+            SELECT user_id, event_type, timestamp FROM {work}
             WHERE NOT ts_ordinal AND event_type IN {_in_list(BEHAVIOUR_TYPES)}),
         per_hour AS (
             SELECT user_id, date_trunc('hour', timestamp) AS h, count(*) AS n FROM ev GROUP BY ALL),
@@ -513,7 +571,10 @@ def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepRe
         SELECT k.*, h.active_hours, h.peak_hour, k.n_events / h.active_hours AS rate_per_hour,
                g.median_gap_s
         FROM kinds k JOIN hours h USING (user_id) LEFT JOIN gaps g USING (user_id)"""
-    )
+
+
+def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepReport]:
+    """Flag and remove bots from ``_clean_bot_stats`` (filled bucket by bucket beforehand)."""
     med_row = _scalar(conn, "SELECT median(ln(rate_per_hour)) FROM _clean_bot_stats")
     med = float(med_row) if med_row is not None else 0.0
     mad_row = _scalar(
@@ -521,11 +582,12 @@ def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepRe
     )
     mad = float(mad_row) if mad_row is not None else 0.0
     scale = max(_MAD_TO_SIGMA * mad, _RATE_SCALE_FLOOR)
-    any_conversions = bool(
+    any_conversions = (
         _scalar(
             conn,
-            f"SELECT count(*) > 0 FROM {_w('events')} WHERE event_type IN {_in_list(CONVERSION_TYPES)}",
+            f"SELECT 1 FROM {_w('events')} WHERE event_type IN {_in_list(CONVERSION_TYPES)} LIMIT 1",
         )
+        is not None
     )
     rules: dict[str, str] = {}
     if cfg.bot_rate_z is not None:
@@ -579,11 +641,11 @@ def _step_bots(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[StepRe
     out = []
     for table in ("events", "reviews", "users"):
         out.append(
-            _drop(
+            _drop_where(
                 conn,
                 "bots",
                 table,
-                f"SELECT _rid FROM {_w(table)} WHERE user_id IN (SELECT user_id FROM _clean_bots)",
+                "user_id IN (SELECT user_id FROM _clean_bots)",
                 detail if table == "events" else {"users_flagged": n_bots},
             )
         )
@@ -690,13 +752,11 @@ def _step_k_core(conn: duckdb.DuckDBPyConnection, cfg: CleanConfig) -> list[Step
         "users_kept": int(_scalar(conn, "SELECT count(*) FROM _clean_kusers") or 0),
         "items_kept": int(_scalar(conn, "SELECT count(*) FROM _clean_kitems") or 0),
     }
-    outside = """user_id NOT IN (SELECT user_id FROM _clean_kusers)
-        OR (item_id IS NOT NULL AND item_id NOT IN (SELECT item_id FROM _clean_kitems))"""
+    outside = """(user_id NOT IN (SELECT user_id FROM _clean_kusers)
+        OR (item_id IS NOT NULL AND item_id NOT IN (SELECT item_id FROM _clean_kitems)))"""
     out = [
-        _drop(conn, "k_core", "events", f"SELECT _rid FROM {_w('events')} WHERE {outside}", detail),
-        _drop(
-            conn, "k_core", "reviews", f"SELECT _rid FROM {_w('reviews')} WHERE {outside}", {"k": k}
-        ),
+        _drop_where(conn, "k_core", "events", outside, detail),
+        _drop_where(conn, "k_core", "reviews", outside, {"k": k}),
     ]
     for t in ("_clean_kcore", "_clean_kusers", "_clean_kitems"):
         conn.execute(f"DROP TABLE {t}")
@@ -715,35 +775,144 @@ def _create_log_table(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
+def _memory_limit_bytes(conn: duckdb.DuckDBPyConnection) -> int:
+    """DuckDB's memory limit in bytes (``'1.3 GiB'``, ``'500.0 MiB'``, ``'6.0 GB'``...)."""
+    text = str(_scalar(conn, "SELECT current_setting('memory_limit')") or "").strip()
+    units = {
+        "bytes": 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+        "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    }  # fmt: skip
+    num, _, unit = text.partition(" ")
+    try:
+        return int(float(num) * units[unit.strip().lower() or "b"])
+    except (KeyError, ValueError):
+        return 1 << 30  # unparseable (a future format): assume 1 GiB
+
+
+# Working memory a bucket of events may use per row (the row, its window sort keys and the
+# step's temporaries): buckets hold about memory_limit / this many rows, so a bucket's windows
+# run in memory while the whole events table can be many times larger than the limit.
+_BUCKET_BYTES_PER_ROW: Final[int] = 500
+_MIN_BUCKET_ROWS: Final[int] = 100_000
+
+
+def _user_buckets(conn: duckdb.DuckDBPyConnection, n_rows: int, buckets: int | None) -> list[str]:
+    """Lower user-id bounds of consecutive user-id ranges holding about equal numbers of events.
+
+    Every per-user step (exact and near duplicates, duplicate rating events, bot statistics)
+    partitions by ``user_id``, so it gives the same result range by range; ranges (not hashes)
+    keep the output in ``user_id`` order without a final sort of the whole table."""
+    if buckets is None:
+        per = max(_MIN_BUCKET_ROWS, _memory_limit_bytes(conn) // _BUCKET_BYTES_PER_ROW)
+        buckets = -(-n_rows // per)
+    if buckets <= 1 or n_rows == 0:
+        return []
+    rows = conn.execute(
+        f"""WITH u AS (SELECT user_id, count(*) AS n FROM events GROUP BY user_id),
+        c AS (SELECT user_id, sum(n) OVER (ORDER BY user_id) - n AS before FROM u)
+        SELECT min(user_id) AS lo FROM c GROUP BY floor(before * {int(buckets)} / {int(n_rows)})
+        ORDER BY lo"""
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _clean_events(
+    conn: duckdb.DuckDBPyConnection, cfg: CleanConfig, bounds: Sequence[str]
+) -> dict[str, StepReport]:
+    """The per-user event steps, one user-id range at a time, into ``_clean_work_events``.
+
+    Each range is copied from ``events`` into a small temporary table, deduplicated there, its
+    bot statistics appended to ``_clean_bot_stats``, and its survivors appended (in the final
+    order) to ``_clean_work_events``, a table of the store (compressed, on disk): no step holds
+    or sorts the whole events table. Returns the merged report of each step."""
+    work = _w("events")
+    bucket = "_clean_bucket_events"
+    cols = ", ".join(f'"{c}"' for c in schema.column_names("events"))
+    conn.execute(f"DROP TABLE IF EXISTS main.{work}")
+    conn.execute(schema.create_table_sql(f"main.{work}", schema.TABLES["events"]))
+    ranges: list[str] = []
+    for k, lo in enumerate(bounds):
+        cond = f"x.user_id >= {_sql_str(lo)}"
+        if k + 1 < len(bounds):
+            cond += f" AND x.user_id < {_sql_str(bounds[k + 1])}"
+        ranges.append(cond)
+    parts: dict[str, list[StepReport]] = {}
+    for k, cond in enumerate(ranges or ["true"]):
+        # _rid identifies a working row; it never decides which duplicate is kept.
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {bucket} AS
+            SELECT row_number() OVER () AS _rid, coalesce(o.ord, -1) AS _ord, x.*
+            FROM events x LEFT JOIN _clean_ingest_order o ON o.source = x.source
+            WHERE {cond}"""
+        )
+        found: list[StepReport] = []
+        if cfg.exact_duplicates:
+            found.append(_exact_duplicate_events(conn, bucket))
+        if cfg.near_duplicates and cfg.near_duplicate_types:
+            found.append(_near_duplicate_events(conn, cfg, bucket))
+        if cfg.duplicate_reviews is not None:
+            found.append(_duplicate_reviews_events(conn, cfg.duplicate_reviews, bucket))
+        for r in found:
+            parts.setdefault(r.step, []).append(r)
+        if cfg.bots:
+            verb = (
+                "CREATE OR REPLACE TEMP TABLE _clean_bot_stats AS"
+                if k == 0
+                else ("INSERT INTO _clean_bot_stats")
+            )
+            conn.execute(f"{verb} {_bot_stats_sql(bucket)}")
+        conn.execute(
+            f"INSERT INTO main.{work} SELECT {cols} FROM {bucket} ORDER BY {_ORDER_COLS['events']}"
+        )
+        conn.execute(f"DROP TABLE {bucket}")
+    return {step: _merge_reports(p) for step, p in parts.items()}
+
+
+def clean_store(
+    store: Store, config: CleanConfig | None = None, *, buckets: int | None = None
+) -> CleanReport:
     """Rebuild the ``*_clean`` tables and ``cleaning_log`` from the raw tables (one transaction).
 
-    Returns the report also written to ``cleaning_log``. Raw tables are not touched.
+    Returns the report also written to ``cleaning_log``. Raw tables are not touched. Events are
+    cleaned in ``buckets`` user-id ranges (default: as many as DuckDB's memory limit needs);
+    the result does not depend on their number.
     """
     cfg = config or CleanConfig()
     if store.read_only:
         raise StoreError(f"{store.path}: opened read-only; cleaning writes *_clean tables")
+    if buckets is not None and buckets < 1:
+        raise ValueError(f"buckets must be at least 1, got {buckets}")
     run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
     steps: list[StepReport] = []
     with store.transaction() as conn:
         before = {t: store.count(t) for t in schema.DATA_TABLES}
         types_before = _type_counts(conn, "events")
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _clean_ingest_order AS {ingest_order_sql()}")
-        for t in schema.DATA_TABLES:
+        for t in ("items", "reviews", "users"):
             # _rid identifies a working row; it never decides which duplicate is kept.
             conn.execute(
                 f"""CREATE OR REPLACE TEMP TABLE {_w(t)} AS
                 SELECT row_number() OVER () AS _rid, coalesce(o.ord, -1) AS _ord, x.*
                 FROM "{t}" x LEFT JOIN _clean_ingest_order o ON o.source = x.source"""
             )
+        # The per-user event steps do not depend on the other tables: run them first, range by
+        # range, and report them in the documented step order.
+        ev = _clean_events(conn, cfg, _user_buckets(conn, before["events"], buckets))
         if cfg.exact_duplicates:
-            steps += _step_exact_duplicates(conn)
+            steps += [ev["exact_duplicates"], _exact_duplicate_reviews(conn)]
         if cfg.duplicate_ids:
             steps += _step_duplicate_ids(conn)
         if cfg.near_duplicates and cfg.near_duplicate_types:
-            steps += _step_near_duplicates(conn, cfg)
+            steps.append(ev["near_duplicates"])
         if cfg.duplicate_reviews is not None:
-            steps += _step_duplicate_reviews(conn, cfg.duplicate_reviews)
+            steps += [
+                _duplicate_reviews_reviews(conn, cfg.duplicate_reviews),
+                ev["duplicate_reviews"],
+            ]
         if cfg.bots:
             steps += _step_bots(conn, cfg)
         if cfg.shilling:
@@ -754,7 +923,11 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
             steps += _step_k_core(conn, cfg)
 
         after: dict[str, int] = {}
-        for t in schema.DATA_TABLES:
+        # Events are already in the final order: the working table becomes events_clean.
+        conn.execute(f'DROP TABLE IF EXISTS "{clean_name("events")}"')
+        conn.execute(f'ALTER TABLE main.{_w("events")} RENAME TO "{clean_name("events")}"')
+        after["events"] = store.count(clean_name("events"))
+        for t in ("items", "reviews", "users"):
             name = clean_name(t)
             cols = ", ".join(f'"{c}"' for c in schema.column_names(t))
             conn.execute(f'DROP TABLE IF EXISTS "{name}"')
@@ -764,6 +937,7 @@ def clean_store(store: Store, config: CleanConfig | None = None) -> CleanReport:
             )
             conn.execute(f"DROP TABLE {_w(t)}")
             after[t] = store.count(name)
+        after = {t: after[t] for t in schema.DATA_TABLES}
         conn.execute("DROP TABLE _clean_ingest_order")
         types_after = _type_counts(conn, clean_name("events"))
         event_types = {

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import scipy.sparse as sp
 
 from shopsight.data.schema import BEHAVIOUR_TYPES
@@ -94,74 +95,98 @@ def detect_shilling(
     }
     types = ", ".join(f"'{t}'" for t in PROFILE_TYPES)
     conv_sql = ", ".join("'" + t.replace("'", "''") + "'" for t in conversion_types) or "NULL"
-    ev = store.arrow(
-        f"""WITH ev AS (
-                SELECT user_id, item_id, event_type, timestamp FROM "{table}"
-                WHERE item_id IS NOT NULL AND NOT ts_ordinal AND event_type IN ({types})),
-            span AS (
-                SELECT user_id,
-                       (epoch_us(max(timestamp)) - epoch_us(min(timestamp))) / 3.6e9 AS hours
-                FROM ev GROUP BY user_id)
-            SELECT ev.user_id, ev.item_id, bool_or(ev.event_type IN ({conv_sql})) AS converted,
-                   any_value(span.hours) AS hours
-            FROM ev JOIN span USING (user_id) GROUP BY ev.user_id, ev.item_id"""
+    conn = store.conn
+    ev = f"""SELECT user_id, item_id, event_type, timestamp FROM "{table}"
+        WHERE item_id IS NOT NULL AND NOT ts_ordinal AND event_type IN ({types})"""
+    # Per user and per item aggregates stay in DuckDB: only the converters of pushed items (a
+    # few groups of thin accounts) come to Python, so memory does not grow with the shop.
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _shill_users AS
+        SELECT user_id,
+               (epoch_us(max(timestamp)) - epoch_us(min(timestamp))) / 3.6e9 <= {float(max_span_hours)!r}
+                   AS thin,
+               bool_or(event_type IN ({conv_sql})) AS converter
+        FROM ({ev}) GROUP BY user_id"""
     )
-    if ev.num_rows == 0:
-        return ShillingReport([], [], 0, 0.0, config)
-    users, u_idx = np.unique(
-        np.asarray(ev.column("user_id").to_pylist(), object), return_inverse=True
-    )
-    items, i_idx = np.unique(
-        np.asarray(ev.column("item_id").to_pylist(), object), return_inverse=True
-    )
-    converted = np.asarray(ev.column("converted").to_pylist(), bool)
-    hours = np.zeros(len(users))
-    hours[u_idx] = np.asarray(ev.column("hours").to_pylist(), np.float64)
-    thin = hours <= max_span_hours
-    shape = (len(users), len(items))
-    profiles = sp.csr_matrix((np.ones(len(u_idx)), (u_idx, i_idx)), shape=shape)
-    profiles.data[:] = 1.0
-    conv = sp.csr_matrix(
-        (np.ones(int(converted.sum())), (u_idx[converted], i_idx[converted])), shape=shape
-    )
-    conv.data[:] = 1.0
-    converters = np.asarray(conv.sum(axis=1)).ravel() > 0
-    n_conv = max(int(converters.sum()), 1)
-    thin_share = float((thin & converters).sum() / n_conv)
-    by_item = np.asarray(conv.sum(axis=0)).ravel()
-    thin_by_item = np.asarray(conv[thin].sum(axis=0)).ravel()
-    share = thin_by_item / np.maximum(by_item, 1)
-    pushed = (
-        (thin_by_item >= min_group)
-        & (share >= min_share)
-        & (share >= min_lift * max(thin_share, 1e-12))
-    )
-    flagged = np.zeros(len(users), bool)
-    groups: list[dict[str, Any]] = []
-    conv_csc = conv.tocsc()
-    thin_idx = np.flatnonzero(thin)
-    for i in np.flatnonzero(pushed).tolist():
-        members = np.intersect1d(
-            conv_csc.indices[conv_csc.indptr[i] : conv_csc.indptr[i + 1]], thin_idx
-        )
-        rest = profiles[members].tolil()
-        rest[:, i] = 0
-        sim = _mean_cosine_to_others(sp.csr_matrix(rest))
-        hit = members[sim >= min_similarity]
-        flagged[hit] = True
-        groups.append(
-            {
-                "item": str(items[i]),
-                "thin_converters": len(members),
-                "share_of_converters": round(float(share[i]), 4),
-                "flagged": len(hit),
-                "mean_similarity": round(float(sim.mean()), 4) if len(sim) else 0.0,
-            }
-        )
+    try:
+        n_users, n_thin, n_conv_users, n_thin_conv = conn.execute(
+            """SELECT count(*), count(*) FILTER (WHERE thin), count(*) FILTER (WHERE converter),
+                      count(*) FILTER (WHERE thin AND converter) FROM _shill_users"""
+        ).fetchall()[0]
+        if not n_users:
+            return ShillingReport([], [], 0, 0.0, config)
+        n_conv = max(int(n_conv_users), 1)
+        thin_share = float(np.int64(n_thin_conv) / n_conv)
+        per_item = conn.execute(
+            f"""SELECT c.item_id, count(*) AS n, count(*) FILTER (WHERE u.thin) AS n_thin
+            FROM (SELECT DISTINCT user_id, item_id FROM ({ev}) WHERE event_type IN ({conv_sql})) c
+            JOIN _shill_users u USING (user_id)
+            GROUP BY c.item_id HAVING count(*) FILTER (WHERE u.thin) >= {int(min_group)}
+            ORDER BY c.item_id"""
+        ).fetchall()
+        pushed: list[tuple[str, int, float]] = []
+        for item, by_item, thin_by_item in per_item:
+            share = float(np.int64(thin_by_item) / np.int64(max(by_item, 1)))
+            if share >= min_share and share >= min_lift * max(thin_share, 1e-12):
+                pushed.append((str(item), int(thin_by_item), share))
+        # Each pushed item's thin converters and their profiles without the pushed item: two
+        # scans for all pushed items together.
+        conn.register("_shill_pushed", pa.table({"item_id": [p[0] for p in pushed]}))
+        try:
+            conn.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _shill_members AS
+                SELECT DISTINCT e.item_id AS pushed, e.user_id
+                FROM ({ev}) e JOIN _shill_users u USING (user_id)
+                WHERE u.thin AND e.event_type IN ({conv_sql})
+                  AND e.item_id IN (SELECT item_id FROM _shill_pushed)"""
+            )
+        finally:
+            conn.unregister("_shill_pushed")
+        members_of: dict[str, list[str]] = {}
+        for p_item, user in conn.execute("SELECT pushed, user_id FROM _shill_members").fetchall():
+            members_of.setdefault(str(p_item), []).append(str(user))
+        profiles_of: dict[str, list[tuple[str, str]]] = {}
+        for p_item, user, item in conn.execute(
+            f"""SELECT DISTINCT m.pushed, e.user_id, e.item_id
+            FROM ({ev}) e JOIN _shill_members m USING (user_id) WHERE e.item_id <> m.pushed"""
+        ).fetchall():
+            profiles_of.setdefault(str(p_item), []).append((str(user), str(item)))
+        flagged: list[str] = []
+        groups: list[dict[str, Any]] = []
+        for item, _, share in pushed:
+            members = sorted(members_of.get(item, []))
+            rows = profiles_of.get(item, [])
+            row_of = {u: k for k, u in enumerate(members)}
+            cols = sorted({i for _, i in rows})
+            col_of = {c: k for k, c in enumerate(cols)}
+            rest = sp.csr_matrix(
+                (
+                    np.ones(len(rows)),
+                    ([row_of[u] for u, _ in rows], [col_of[i] for _, i in rows]),
+                ),
+                shape=(len(members), len(cols)),
+            )
+            rest.sum_duplicates()
+            rest.sort_indices()
+            sim = _mean_cosine_to_others(rest)
+            hit = [members[k] for k in np.flatnonzero(sim >= min_similarity).tolist()]
+            flagged += hit
+            groups.append(
+                {
+                    "item": item,
+                    "thin_converters": len(members),
+                    "share_of_converters": round(share, 4),
+                    "flagged": len(hit),
+                    "mean_similarity": round(float(sim.mean()), 4) if len(sim) else 0.0,
+                }
+            )
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _shill_users")
+        conn.execute("DROP TABLE IF EXISTS _shill_members")
     return ShillingReport(
-        flagged=sorted(str(u) for u in users[flagged]),
+        flagged=sorted(set(flagged)),
         pushed_items=sorted(str(g["item"]) for g in groups if g["flagged"]),
-        thin_accounts=int(thin.sum()),
+        thin_accounts=int(n_thin),
         thin_share=round(thin_share, 4),
         config=config,
         groups=groups,
