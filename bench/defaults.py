@@ -26,6 +26,7 @@ Results go to ``bench/results/defaults.json``; :func:`markdown` renders the tabl
     python bench/defaults.py --datasets ml100k --models bpr,ease --trials 4
     python bench/defaults.py --quick                      # a few trials, cheap models
     python bench/defaults.py --table                      # print the table of the saved JSON
+    python bench/defaults.py --refit-default --models als # only the defaults of saved cells
 """
 
 from __future__ import annotations
@@ -209,6 +210,36 @@ def run_one(
     }
 
 
+def refit_default(
+    data: Data, model: str, dataset: Any, lineage: Any, row: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """``row`` (a cell of an earlier run) with its default refitted at today's defaults.
+
+    The tuned figure is kept: the search's best setting sets every searched parameter and is
+    fitted with the other defaults, so it stands as long as those did not change (the cell's
+    ``tuned_params`` say which were searched)."""
+    from shopsight.evaluation.tuning import Tuner
+
+    load_before = os.getloadavg()
+    tuner = Tuner(model, SPACES[model], protocol=data.protocol, trials=1, seed=seed, cv_folds=1)
+    outer = tuner.protocol.make_splits(dataset, seed, lineage)[0]
+    early = outer.valid if outer.valid is not None and len(outer.valid) else None
+    default = tuner._score(tuner.defaults, dataset, outer.train, outer.test, early)
+    ratio = default / row["tuned"] if row["tuned"] > 0 else float("nan")
+    return {
+        **row,
+        "default": default,
+        "ratio": ratio,
+        "flag": bool(ratio < FLAG_BELOW),
+        "default_before": {k: row.get(k) for k in ("default", "ratio", "resolved_defaults")},
+        "resolved_defaults": resolved_defaults(model, dataset.subset(outer.train)),
+        "default_refit": {
+            "load_before": list(load_before),
+            "load_after": list(os.getloadavg()),
+        },
+    }
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -253,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge", action="store_true", help="keep other cells already in --out")
     ap.add_argument("--table", action="store_true", help="print the table of --out and exit")
+    ap.add_argument(
+        "--refit-default",
+        action="store_true",
+        help="refit only the defaults of the cells already in --out (keeps their tuned figure)",
+    )
     args = ap.parse_args(argv)
     if args.table:
         print(markdown(json.loads(args.out.read_text())))
@@ -268,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:
         wanted = [m for m in wanted if m != "lightgcn"]
-    previous = json.loads(args.out.read_text()) if args.merge and args.out.exists() else None
+    merge = args.merge or args.refit_default
+    previous = json.loads(args.out.read_text()) if merge and args.out.exists() else None
     results: list[dict[str, Any]] = list(previous["results"]) if previous else []
     with tempfile.TemporaryDirectory(prefix="shopsight-defaults-") as tmp:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
@@ -282,15 +319,37 @@ def main(argv: list[str] | None = None) -> int:
                 trials = args.trials or TRIALS[model]
                 if args.quick:
                     trials = min(trials, 2)
-                print(f"{name} / {model}: {trials} trials ...", file=sys.stderr, flush=True)
+                what = "refit of the defaults" if args.refit_default else f"{trials} trials"
+                print(f"{name} / {model}: {what} ...", file=sys.stderr, flush=True)
                 date = datetime.now(UTC).isoformat(timespec="seconds")
+                old = next(
+                    (r for r in results if (r["dataset"], r["model"]) == (name, model)), None
+                )
+                if args.refit_default and (old is None or "error" in old):
+                    print("  no earlier cell to refit: skipped", file=sys.stderr)
+                    continue
                 try:
-                    row = run_one(data, model, dataset, lineage, trials, args.timeout, args.seed)
+                    if args.refit_default:
+                        assert old is not None
+                        row = refit_default(data, model, dataset, lineage, old, args.seed)
+                        row["default_refit"].update(command=command, date=date)
+                        command_row = {"command": old.get("command"), "date": old.get("date")}
+                    else:
+                        row = run_one(
+                            data, model, dataset, lineage, trials, args.timeout, args.seed
+                        )
+                        command_row = {"command": command, "date": date}
                 except Exception as exc:  # one failing cell must not lose the others
                     traceback.print_exc()
-                    row = {"dataset": name, "model": model, "error": f"{type(exc).__name__}: {exc}"}
+                    error = f"{type(exc).__name__}: {exc}"
+                    if args.refit_default and old is not None:  # keep the earlier cell
+                        row = {**old, "default_refit": {"error": error, "command": command}}
+                        command_row = {}
+                    else:
+                        row = {"dataset": name, "model": model, "error": error}
+                        command_row = {"command": command, "date": date}
                 # each cell says which run it came from (a merged file holds several)
-                row.update(command=command, date=date)
+                row.update(command_row)
                 results = [r for r in results if (r["dataset"], r["model"]) != (name, model)] + [
                     row
                 ]
@@ -303,7 +362,17 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-                commands = list(dict.fromkeys(str(r.get("command", command)) for r in results))
+                commands = list(
+                    dict.fromkeys(
+                        c
+                        for r in results
+                        for c in (
+                            r.get("command", command),
+                            r.get("default_refit", {}).get("command"),
+                        )
+                        if isinstance(c, str)
+                    )
+                )
                 out = {
                     **(previous or {}),
                     "command": "; ".join(commands),

@@ -918,6 +918,22 @@ def r_defaults(d: dict[str, Any], c: Ctx) -> str:
         when = _date(dates[0]) if dates else "date unknown"
         load = f"1-minute load {min(loads):.1f}-{max(loads):.1f}" if loads else "load unknown"
         lines.append(f"- `{cmd}` ({when}, {load}): {where}")
+    for r in rows:
+        refit = r.get("default_refit")
+        if isinstance(refit, dict) and isinstance(refit.get("command"), str):
+            before = r.get("default_before") if isinstance(r.get("default_before"), dict) else {}
+            lo, hi = _first(refit.get("load_before")), _first(refit.get("load_after"))
+            lines.append(
+                f"- {r.get('model')}/{r.get('dataset')}: default refitted at today's defaults by "
+                f"`{refit['command']}` ({_date(refit.get('date'))}"
+                + (
+                    f", 1-minute load {lo:.1f}-{hi:.1f}"
+                    if lo is not None and hi is not None
+                    else ""
+                )
+                + f"); the former default scored {num(before.get('default'))}"
+                + (f" (refit failed: {refit['error']})" if refit.get("error") else "")
+            )
     if lines:
         note += "\n\nCells by run:\n\n" + "\n".join(lines)
     return table(head, out) + "\n\n" + note
