@@ -39,6 +39,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ SPACES: dict[str, dict[str, Any]] = {
     },
     "itemknn": {
         "neighbours": {"type": "int", "low": 10, "high": 400, "log": True},
-        "shrinkage": {"type": "float", "low": 0.1, "high": 200.0, "log": True},
+        "shrinkage": {"type": "float", "low": 0.1, "high": 5000.0, "log": True},
         "weighting": {"type": "categorical", "choices": ["none", "tfidf", "bm25"]},
     },
     "ease": {"l2": {"type": "float", "low": 5.0, "high": 5000.0, "log": True}},
@@ -156,13 +157,12 @@ DATASETS: dict[str, Data] = {
 def resolved_defaults(model: str, dataset: Any) -> dict[str, Any]:
     """The defaults a model resolves on this training data (``"auto"`` values filled in)."""
     from shopsight.models.registry import create_model
-    from shopsight.models.scaling import DataShape
 
     m = create_model(model)
     resolve = getattr(m, "resolved_params", None)
     if resolve is None:
         return {}
-    params = resolve(DataShape.of(dataset.implicit))
+    params = resolve(dataset.implicit)
     auto = {k for k, v in m.get_params().items() if v == "auto"}
     return {k: params[k] for k in sorted(auto)}
 
@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     from _machine import machine
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    command = "python bench/defaults.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:
         wanted = [m for m in wanted if m != "lightgcn"]
@@ -282,11 +283,14 @@ def main(argv: list[str] | None = None) -> int:
                 if args.quick:
                     trials = min(trials, 2)
                 print(f"{name} / {model}: {trials} trials ...", file=sys.stderr, flush=True)
+                date = datetime.now(UTC).isoformat(timespec="seconds")
                 try:
                     row = run_one(data, model, dataset, lineage, trials, args.timeout, args.seed)
                 except Exception as exc:  # one failing cell must not lose the others
                     traceback.print_exc()
                     row = {"dataset": name, "model": model, "error": f"{type(exc).__name__}: {exc}"}
+                # each cell says which run it came from (a merged file holds several)
+                row.update(command=command, date=date)
                 results = [r for r in results if (r["dataset"], r["model"]) != (name, model)] + [
                     row
                 ]
@@ -299,8 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+                commands = list(dict.fromkeys(str(r.get("command", command)) for r in results))
                 out = {
-                    "command": "python bench/defaults.py " + " ".join(argv or sys.argv[1:]),
+                    **(previous or {}),
+                    "command": "; ".join(commands),
                     "flag_below": FLAG_BELOW,
                     "datasets": {d: DATASETS[d].about for d in DATASETS},
                     "machine": machine("torch", "optuna"),

@@ -900,6 +900,26 @@ def r_defaults(d: dict[str, Any], c: Ctx) -> str:
         "small TPE search scored on a validation split from the training part only; a ratio "
         f"below {d.get('flag_below', 0.9)} is flagged."
     )
+    # a merged file holds cells of several runs: say which run each cell came from
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if isinstance(r.get("command"), str):
+            runs.setdefault(r["command"], []).append(r)
+    lines = []
+    for cmd, cells in runs.items():
+        dates = sorted(str(r.get("date", "")) for r in cells if r.get("date"))
+        loads = [
+            float(x)
+            for r in cells
+            for x in (_first(r.get("load_before")), _first(r.get("load_after")))
+            if x is not None
+        ]
+        where = ", ".join(f"{r.get('model')}/{r.get('dataset')}" for r in cells)
+        when = _date(dates[0]) if dates else "date unknown"
+        load = f"1-minute load {min(loads):.1f}-{max(loads):.1f}" if loads else "load unknown"
+        lines.append(f"- `{cmd}` ({when}, {load}): {where}")
+    if lines:
+        note += "\n\nCells by run:\n\n" + "\n".join(lines)
     return table(head, out) + "\n\n" + note
 
 

@@ -64,7 +64,7 @@ def test_tuning_improves_over_the_starting_config_and_holds_on_test(small_shop, 
     # how good the model's documented defaults happen to be on this shop.
     summary = run_tune(
         small_shop.store,
-        "als:l2=0.001,alpha=50",
+        "als:factors=64,l2=0.001,alpha=50",
         ALS_SPACE,
         trials=6,
         sampler="tpe",

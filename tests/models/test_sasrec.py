@@ -26,6 +26,7 @@ from shopsight.models.sasrec import (
     _windows,
     full_softmax_lse,
 )
+from shopsight.training.layers import keep_mask
 
 N_ITEMS = 120
 # Small and fast, but enough to learn a 120-item successor map in a few seconds.
@@ -353,3 +354,43 @@ def test_fused_cross_entropy_matches_autograd() -> None:
     assert torch.allclose(got, want)
     for g, x in zip(grads, (h, table, bias), strict=True):
         assert torch.allclose(g, x.grad)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2])
+def test_cheap_dropout_mask_keeps_the_expected_share_unbiased(p: float) -> None:
+    torch.manual_seed(0)
+    x = torch.ones(200, 500)
+    m = keep_mask(x, p)
+    cut = round(p * 256)
+    kept = (m > 0).float().mean().item()
+    assert abs(kept - (256 - cut) / 256) < 0.005  # 100,000 draws: sd about 0.0016
+    assert torch.allclose(m[m > 0], torch.tensor(256.0 / (256 - cut)))
+    assert abs(m.mean().item() - 1.0) < 0.01  # inverted dropout: the mean is kept
+    # every byte position of the 64-bit draws is used and uniform (no stuck high bit)
+    m2 = keep_mask(torch.ones(7 * 20000), 0.5).view(-1, 7)
+    assert ((m2 > 0).float().mean(dim=0) - 0.5).abs().max() < 0.02
+
+
+def test_training_attention_matches_sdpa_without_dropout() -> None:
+    torch.manual_seed(0)
+    block = sasrec_module._Block(16, 2, 32, dropout=0.0, attn_dropout=0.3)
+    x = torch.randn(5, 7, 16)
+    pad = torch.zeros(5, 7, dtype=torch.bool)
+    pad[:, :3] = torch.arange(3)[None] < torch.tensor([0, 1, 2, 3, 0])[:, None]
+    causal = torch.ones(7, 7, dtype=torch.bool).tril()
+    allowed = ((causal[None] & ~pad[:, None, :]) | torch.eye(7, dtype=torch.bool)[None])[:, None]
+    block.eval()
+    want = block(x, allowed)
+    block.train()
+    block.attn_drop.p = 0.0  # the manual training path, with nothing dropped
+    got = block(x, allowed)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_scores_do_not_depend_on_the_batch(trained: SASRec) -> None:
+    ds, _ = walk_dataset(n_users=40, seed=3)
+    seqs = [ds.user_sequence(u)["item"][: 1 + u % 9] for u in range(40)]
+    seqs[5] = seqs[5][:0]  # an empty history scores by popularity
+    together = trained.score_sequences(seqs, batch_size=16)
+    alone = np.vstack([trained.score_sequences([s], batch_size=1) for s in seqs])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)

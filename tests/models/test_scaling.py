@@ -1,4 +1,4 @@
-"""Defaults that follow the data: BPR's ``"auto"`` factors / epochs / l2 (models.scaling)."""
+"""Defaults that follow the data: "auto" parameters of BPR, ALS and ItemKNN (models.scaling)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,17 @@ import pytest
 import scipy.sparse as sp
 
 from shopsight.data.dataset import Dataset
+from shopsight.errors import InputError
 from shopsight.models.base import Recommender
 from shopsight.models.mf import BPR
-from shopsight.models.scaling import DataShape, auto_epochs, auto_factors
+from shopsight.models.scaling import (
+    DataShape,
+    auto_als_factors,
+    auto_als_l2,
+    auto_epochs,
+    auto_factors,
+    auto_shrinkage,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -153,3 +161,97 @@ def test_bpr_defaults_beat_popularity_on_a_movielens_sample(tmp_path: Path) -> N
 
     pop, bpr = ndcg(Popularity()), ndcg(BPR(seed=0))
     assert bpr > 1.25 * pop, (bpr, pop)
+
+
+# -- ALS and ItemKNN -------------------------------------------------------------------------
+
+SHOP = DataShape(n_users=990, n_items=300, n_pairs=32_386)
+
+
+def test_als_defaults_follow_catalogue_and_user_activity() -> None:
+    from shopsight.models.mf import ALS
+
+    ml, shop, beauty = (ALS().resolved_params(s) for s in (ML100K, SHOP, BEAUTY))
+    # a large catalogue needs more factors; small ones keep the former 64
+    assert (ml["factors"], shop["factors"], beauty["factors"]) == (64, 64, 256)
+    assert auto_als_factors(DataShape(10**6, 10**5, 10**8)) == 256  # capped
+    # the penalty follows the pairs of a user (ALS-WR): dense MovieLens 40, sparse Beauty 3.4
+    assert ml["l2"] == pytest.approx(ML100K.pairs_per_user / 2) == pytest.approx(39.80, abs=0.01)
+    assert beauty["l2"] == pytest.approx(BEAUTY.pairs_per_user / 2)
+    assert auto_als_l2(DataShape(5, 5, 0)) == 0.01  # an empty matrix still gets a penalty
+    fixed = ALS(factors=16, l2=0.5).resolved_params(BEAUTY)
+    assert (fixed["factors"], fixed["l2"]) == (16, 0.5)
+
+
+def test_als_records_resolved_defaults_and_folds_in_with_them(tmp_path: Path) -> None:
+    import json
+
+    from shopsight.models.mf import ALS
+
+    ds = _planted()
+    model = ALS(num_threads=1, iterations=5).fit(ds)
+    assert model.get_params()["factors"] == "auto" and model.get_params()["l2"] == "auto"
+    resolved = model.resolved_params(ds.implicit)
+    assert model.item_factors_.shape == (ds.n_items, resolved["factors"])
+    saved = model.save(tmp_path / "als")
+    meta = json.loads((saved / "config.json").read_text())["meta"]
+    assert meta["resolved"]["l2"] == pytest.approx(resolved["l2"])
+    loaded = Recommender.load(saved)
+    hist = np.array([0, 2, 4])
+    np.testing.assert_allclose(loaded.score_history(hist), model.score_history(hist), rtol=1e-5)
+    # an explicit l2 is the one the fold-in solves with
+    strong = ALS(num_threads=1, iterations=5, l2=1e4).fit(ds)
+    assert np.abs(strong.user_vector(hist, np.ones(3, np.float32))).max() < 1e-2
+
+
+def test_auto_shrinkage_is_in_units_of_the_feedback() -> None:
+    from shopsight.models.itemknn import ItemKNN
+
+    m = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]))
+    assert auto_shrinkage(m) == pytest.approx(10.0)
+    assert auto_shrinkage(m * 3.0) == pytest.approx(90.0)  # same co-occurrences, 3x the values
+    assert auto_shrinkage(sp.csr_matrix((2, 3))) == 0.0
+    # every pair weighted 8 (Beauty's files): log1p(8)^2 per entry, binary 1
+    w = m * 8.0
+    log = ItemKNN(weighting="none").resolved_params(w)["shrinkage"]
+    binary = ItemKNN(weighting="none", feedback="binary").resolved_params(w)["shrinkage"]
+    assert log == pytest.approx(10 * np.log1p(8.0) ** 2, rel=1e-5) and binary == 10.0
+    assert ItemKNN(shrinkage=3.0).resolved_params(w)["shrinkage"] == 3.0
+
+
+def test_itemknn_auto_shrinkage_equals_the_explicit_value_it_resolves_to(tmp_path: Path) -> None:
+    import json
+
+    from shopsight.models.itemknn import ItemKNN
+
+    ds = _planted()
+    auto = ItemKNN().fit(ds)
+    assert auto.get_params()["shrinkage"] == "auto"
+    value = auto.resolved_params(ds.implicit)["shrinkage"]
+    assert value > 0
+    explicit = ItemKNN(shrinkage=value).fit(ds)
+    assert (auto.similarity_ != explicit.similarity_).nnz == 0
+    saved = auto.save(tmp_path / "knn")
+    meta = json.loads((saved / "config.json").read_text())["meta"]
+    assert meta["resolved"]["shrinkage"] == pytest.approx(value)
+    with pytest.raises(InputError, match="shrinkage"):
+        ItemKNN(shrinkage="lots").fit(ds)  # type: ignore[arg-type]
+
+
+def test_lightgcn_epochs_follow_bpr_rule_and_are_recorded(tmp_path: Path) -> None:
+    import json
+
+    from shopsight.models.lightgcn import LightGCN
+
+    assert LightGCN().resolved_params(ML100K)["epochs"] == auto_epochs(ML100K, 2048) == 60
+    assert LightGCN().resolved_params(BEAUTY)["epochs"] == 29
+    assert LightGCN(epochs=3).resolved_params(BEAUTY)["epochs"] == 3
+    ds = _planted()
+    model = LightGCN(dim=8, batch_size=256, seed=0).fit(ds)
+    assert model.get_params()["epochs"] == "auto"
+    expected = auto_epochs(DataShape.of(ds.implicit), 256)
+    assert model.train_result_.epochs_run == expected
+    meta = json.loads((model.save(tmp_path / "lg") / "config.json").read_text())["meta"]
+    assert meta["resolved"]["epochs"] == expected
+    with pytest.raises(InputError, match="epochs"):
+        LightGCN(epochs="long").fit(ds)  # type: ignore[arg-type]

@@ -61,6 +61,7 @@ from shopsight.data.dataset import EVENT_TYPES
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender
 from shopsight.models.content import ContentMixin, ItemContent, fuse, torch_threads
+from shopsight.training.layers import Dropout
 from shopsight.training.trainer import (
     TrainConfig,
     Trainer,
@@ -99,16 +100,23 @@ class _Block(nn.Module):
         self.ln2 = nn.LayerNorm(hidden)
         self.ff1 = nn.Linear(hidden, ff)
         self.ff2 = nn.Linear(ff, hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
+        self.attn_drop = Dropout(attn_dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, h = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(h, dim=-1)
         shape = (b, length, self.n_heads, h // self.n_heads)
         q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
-        a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
-        )
+        if self.training and self.attn_dropout > 0.0 and x.device.type == "cpu":
+            # What SDPA's math path does, with the cheap dropout mask.
+            w = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
+            w = torch.softmax(w.masked_fill_(~allowed, float("-inf")), dim=-1)
+            a = self.attn_drop(w) @ v
+        else:
+            a = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=allowed, dropout_p=self.attn_dropout if self.training else 0.0
+            )
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, length, h)))
         return x + self.drop(self.ff2(self.drop(F.gelu(self.ff1(self.ln2(x))))))
 
@@ -243,7 +251,7 @@ class SASRecNet(nn.Module):
             self.register_buffer("content", torch.from_numpy(padded), persistent=False)
             self.content_proj = nn.Linear(content.shape[1], hidden, bias=False)
         self.emb_norm = nn.LayerNorm(hidden)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
             _Block(hidden, n_heads, ff, dropout, attn_dropout) for _ in range(n_layers)
         )
@@ -506,7 +514,7 @@ class SASRec(ContentMixin, Recommender):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         grad_clip: float | None = 5.0,
-        patience: int | None = 5,
+        patience: int | None = 3,
         eval_every: int = 1,
         valid_users: int | None = 10000,
         behavior: bool = True,
@@ -750,25 +758,20 @@ class SASRec(ContentMixin, Recommender):
         device = next(net.parameters()).device
         table = net.item_table()
         lengths = np.array([len(s) for s in seqs], np.int64)
-        for start in range(0, len(seqs), batch_size):
-            stop = min(start + batch_size, len(seqs))
-            part = list(range(start, stop))
-            nonempty = [r for r in part if lengths[r] > 0]
-            for r in part:
-                if lengths[r] == 0:
-                    out[r] = self.item_popularity_
-            if not nonempty:
-                continue
-            items = torch.from_numpy(_left_pad([seqs[r] for r in nonempty], self.max_len)).to(
-                device
-            )
+        empty = lengths == 0
+        out[empty] = self.item_popularity_
+        # Rows in order of length: a batch is as wide as its longest row, so sorting removes
+        # nearly all padding positions (most histories are far shorter than max_len).
+        rows = np.flatnonzero(~empty)
+        rows = rows[np.argsort(lengths[rows], kind="stable")]
+        for start in range(0, len(rows), batch_size):
+            part = rows[start : start + batch_size]
+            items = torch.from_numpy(_left_pad([seqs[r] for r in part], self.max_len)).to(device)
             ev = None
             if net.event is not None:
-                ev = torch.from_numpy(_left_pad([evs[r] for r in nonempty], self.max_len)).to(
-                    device
-                )
+                ev = torch.from_numpy(_left_pad([evs[r] for r in part], self.max_len)).to(device)
             h = net.encode(items, ev, table)[:, -1]
-            out[nonempty] = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu().numpy()
+            out[part] = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu().numpy()
         return out
 
     def _score(self, users: IntArray) -> FloatArray:

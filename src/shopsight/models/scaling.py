@@ -2,10 +2,11 @@
 
 A default tuned on one dataset can be 25% off on the next: BPR's former fixed 8 epochs of 64
 factors scored NDCG@10 0.397 on MovieLens-100K stratified by item, where cornac's BPR at 200
-epochs publishes 0.445, because an epoch there is only 37 steps. So the pairwise-ranking models (:class:`~shopsight.models.mf.BPR`,
-:class:`~shopsight.models.lightgcn.LightGCN`) take ``"auto"`` for their size and schedule
-parameters and resolve it at ``fit`` time from the :class:`DataShape` of the training
-interactions, with rules stated here (the resolved values are recorded in the saved model):
+epochs publishes 0.445, because an epoch there is only 37 steps. So
+:class:`~shopsight.models.mf.BPR` takes ``"auto"`` for its size and schedule parameters
+(:class:`~shopsight.models.lightgcn.LightGCN` for its epochs) and resolves it at ``fit`` time
+from the :class:`DataShape` of the training interactions, with rules stated here (the resolved
+values are recorded in the saved model):
 
 - **factors** grow with the evidence per parameter: ``interactions / (users + items)``, the
   mean number of training pairs behind each user or item vector: about 2 factors per pair, a
@@ -21,9 +22,30 @@ The rest are fixed on purpose: Adam's step size (``lr`` 0.003) does not depend o
 the gradients, which is what changes with density, and the per-sample penalty (``l2`` 0.01,
 Rendle's: the factors a triple touches) already grows with each vector's degree.
 
+**ALS** (:class:`~shopsight.models.mf.ALS`) takes ``"auto"`` for ``factors`` and ``l2``:
+
+- **factors** grow with the catalogue, about ``2 sqrt(items)`` (a power of two in [64, 256]):
+  the unobserved cells (confidence 1) regularise ALS against overfitting, so the capacity a
+  catalogue needs is what limits it. MovieLens-100K (1,682 items) and the shop (300) keep 64;
+  Amazon Beauty (12,101 items, 7 pairs a user) gets 256, where 64 factors lost a fifth of the
+  NDCG of a tuned 256 (validation 0.0346 vs 0.0460).
+- **l2** is half the mean number of training pairs a user has, as ALS-WR (Zhou et al. 2008)
+  scales each user's penalty with their ratings: the data term of a user's solve grows with
+  their pairs, so a fixed ``l2`` is too weak on dense data and irrelevant on sparse. 40 on
+  MovieLens-100K (80 pairs a user; the former fixed 10 scored 17% under ``l2`` 30-40 on the
+  validation split), 16 on the shop, 3.4 on Beauty (where anything in 0.01-3 ranks the same).
+
+**ItemKNN** (:class:`~shopsight.models.itemknn.ItemKNN`) takes ``"auto"`` for ``shrinkage``:
+the shrinkage is added to the product of two item norms, so it must be in the units of the
+(transformed, reweighted) feedback: ``"auto"`` is worth 10 co-occurrences of a typical
+entry, ``10 * mean(x^2)`` over the stored entries of the matrix the cosine is taken on. A fixed
+10 was 10 co-occurrences of binary feedback but only 2 of Beauty's (every entry ``log1p(8)``)
+and a fraction of one under TF-IDF, which is why Beauty's search wanted shrinkage 165.
+
 The constants were fitted on MovieLens-100K (stratified by item, the Microsoft Recommenders
-benchmark) and checked on Amazon Beauty (leave-one-out) and the synthetic shop;
-``bench/defaults.py`` compares every model's defaults with tuned settings on all three.
+benchmark) and checked on Amazon Beauty (leave-one-out) and the synthetic shop (choices made on
+the tuner's validation split, never the test part); ``bench/defaults.py`` compares every
+model's defaults with tuned settings on all three.
 """
 
 from __future__ import annotations
@@ -98,6 +120,27 @@ def auto_epochs(
     return int(min(max(math.ceil(steps / steps_per_epoch), low), high))
 
 
+def auto_als_factors(shape: DataShape, *, low: int = 64, high: int = 256) -> int:
+    """ALS factors: about ``2 sqrt(items)``, a power of two within [low, high]."""
+    return _pow2(2.0 * math.sqrt(shape.n_items), low, high)
+
+
+def auto_als_l2(shape: DataShape, *, per_pair: float = 0.5, low: float = 0.01) -> float:
+    """ALS penalty: ``per_pair`` times the mean training pairs of a user (ALS-WR's scaling)."""
+    return float(max(per_pair * shape.pairs_per_user, low))
+
+
+def auto_shrinkage(x: sp.spmatrix | sp.sparray, *, pairs: float = 10.0) -> float:
+    """Cosine shrinkage worth ``pairs`` co-occurrences of a typical entry of ``x``."""
+    data = np.asarray(sp.csr_matrix(x).data, dtype=np.float64)
+    return float(pairs * np.mean(data * data)) if data.size else 0.0
+
+
+def data_shape(data: DataShape | sp.spmatrix | sp.sparray) -> DataShape:
+    """``data`` itself if it is a :class:`DataShape`, else the shape of that matrix."""
+    return data if isinstance(data, DataShape) else DataShape.of(data)
+
+
 def resolve(params: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
     """``params`` with each ``"auto"`` replaced by its rule's value (rules: name -> callable of
     the partly resolved params, applied in order)."""
@@ -108,4 +151,14 @@ def resolve(params: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AUTO", "DataShape", "auto_epochs", "auto_factors", "resolve"]
+__all__ = [
+    "AUTO",
+    "DataShape",
+    "auto_als_factors",
+    "auto_als_l2",
+    "auto_epochs",
+    "auto_factors",
+    "auto_shrinkage",
+    "data_shape",
+    "resolve",
+]

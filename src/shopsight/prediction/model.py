@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shopsight.errors import InputError
+from shopsight.training.layers import Dropout
 
 ARCHS = ("shared_bottom", "mmoe", "esmm")
 FUNNEL_TASKS = ("click", "add_to_cart", "purchase")
@@ -42,7 +43,7 @@ FUNNEL_TASKS = ("click", "add_to_cart", "purchase")
 def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for a, b in itertools.pairwise(sizes):
-        layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Linear(a, b), nn.ReLU(), Dropout(dropout)]
     return nn.Sequential(*layers)
 
 
