@@ -440,3 +440,30 @@ def test_store_connection_keeps_stdout_for_json(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as store:
         setting = store.conn.execute("SELECT current_setting('enable_progress_bar')").fetchone()
     assert setting == (False,)
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (duckdb.IOException("IO Error: Could not write file: No space left on device"), "disk"),
+        (duckdb.OutOfMemoryException("Out of Memory Error: could not allocate"), "memory"),
+    ],
+)
+def test_full_disk_or_memory_is_the_machine_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: duckdb.Error, expected: str
+) -> None:
+    """Not "not readable as csv": the error reaches the CLI, which names the machine's limit."""
+    from shopsight.cli._common import machine_limit
+    from shopsight.data import ingest as ingest_mod
+
+    path = write(tmp_path / "events.csv", ["u1,i1,view,2024-01-01T00:00:00"])
+
+    def boom(*_: object, **__: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(ingest_mod, "file_fingerprint", boom)
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(type(exc)) as raised:
+            ingest_file(store, path)
+        assert store.count("events") == 0
+    assert f"out of {expected}" in (machine_limit(raised.value) or "")

@@ -71,6 +71,7 @@ from shopsight.data import schema
 from shopsight.data.schema import BEHAVIOUR_TYPES
 from shopsight.data.store import Store, StoreError
 from shopsight.errors import InputError
+from shopsight.progress import task
 
 CLEAN_SUFFIX: Final[str] = "_clean"
 LOG_TABLE: Final[str] = "cleaning_log"
@@ -830,8 +831,6 @@ def _clean_events(
     order) to ``_clean_work_events``, a table of the store (compressed, on disk): no step holds
     or sorts the whole events table. Returns the merged report of each step."""
     work = _w("events")
-    bucket = "_clean_bucket_events"
-    cols = ", ".join(f'"{c}"' for c in schema.column_names("events"))
     conn.execute(f"DROP TABLE IF EXISTS main.{work}")
     conn.execute(schema.create_table_sql(f"main.{work}", schema.TABLES["events"]))
     ranges: list[str] = []
@@ -841,35 +840,47 @@ def _clean_events(
             cond += f" AND x.user_id < {_sql_str(bounds[k + 1])}"
         ranges.append(cond)
     parts: dict[str, list[StepReport]] = {}
-    for k, cond in enumerate(ranges or ["true"]):
-        # _rid identifies a working row; it never decides which duplicate is kept.
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {bucket} AS
-            SELECT row_number() OVER () AS _rid, coalesce(o.ord, -1) AS _ord, x.*
-            FROM events x LEFT JOIN _clean_ingest_order o ON o.source = x.source
-            WHERE {cond}"""
-        )
-        found: list[StepReport] = []
-        if cfg.exact_duplicates:
-            found.append(_exact_duplicate_events(conn, bucket))
-        if cfg.near_duplicates and cfg.near_duplicate_types:
-            found.append(_near_duplicate_events(conn, cfg, bucket))
-        if cfg.duplicate_reviews is not None:
-            found.append(_duplicate_reviews_events(conn, cfg.duplicate_reviews, bucket))
-        for r in found:
-            parts.setdefault(r.step, []).append(r)
-        if cfg.bots:
-            verb = (
-                "CREATE OR REPLACE TEMP TABLE _clean_bot_stats AS"
-                if k == 0
-                else ("INSERT INTO _clean_bot_stats")
-            )
-            conn.execute(f"{verb} {_bot_stats_sql(bucket)}")
-        conn.execute(
-            f"INSERT INTO main.{work} SELECT {cols} FROM {bucket} ORDER BY {_ORDER_COLS['events']}"
-        )
-        conn.execute(f"DROP TABLE {bucket}")
+    with task("clean events", total=len(ranges or ["true"])) as bar:
+        for k, cond in enumerate(ranges or ["true"]):
+            _clean_event_range(conn, cfg, k, cond, parts)
+            bar.advance(1)
     return {step: _merge_reports(p) for step, p in parts.items()}
+
+
+def _clean_event_range(
+    conn: duckdb.DuckDBPyConnection,
+    cfg: CleanConfig,
+    k: int,
+    cond: str,
+    parts: dict[str, list[StepReport]],
+) -> None:
+    """One user-id range of :func:`_clean_events` (``k``: its position, ``cond``: its filter)."""
+    work = _w("events")
+    bucket = "_clean_bucket_events"
+    cols = ", ".join(f'"{c}"' for c in schema.column_names("events"))
+    # _rid identifies a working row; it never decides which duplicate is kept.
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {bucket} AS
+        SELECT row_number() OVER () AS _rid, coalesce(o.ord, -1) AS _ord, x.*
+        FROM events x LEFT JOIN _clean_ingest_order o ON o.source = x.source
+        WHERE {cond}"""
+    )
+    found: list[StepReport] = []
+    if cfg.exact_duplicates:
+        found.append(_exact_duplicate_events(conn, bucket))
+    if cfg.near_duplicates and cfg.near_duplicate_types:
+        found.append(_near_duplicate_events(conn, cfg, bucket))
+    if cfg.duplicate_reviews is not None:
+        found.append(_duplicate_reviews_events(conn, cfg.duplicate_reviews, bucket))
+    for r in found:
+        parts.setdefault(r.step, []).append(r)
+    if cfg.bots:
+        into = "INSERT INTO" if k else "CREATE OR REPLACE TEMP TABLE"
+        conn.execute(f"{into} _clean_bot_stats {'' if k else 'AS'} {_bot_stats_sql(bucket)}")
+    conn.execute(
+        f"INSERT INTO main.{work} SELECT {cols} FROM {bucket} ORDER BY {_ORDER_COLS['events']}"
+    )
+    conn.execute(f"DROP TABLE {bucket}")
 
 
 def clean_store(

@@ -546,6 +546,13 @@ def ingest_staged(
             )
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, duckdb.OutOfMemoryException) or (
+            isinstance(exc, duckdb.IOException) and "No space left" in first
+        ):
+            # The machine, not the file: the next file would fail the same way, and calling
+            # the file unreadable would send its owner after the wrong problem.
+            _safe_cleanup(conn)
+            raise
         report.error = (
             f"{report.source}: not readable as {report.format or 'the detected format'}: {first}"
         )
