@@ -422,3 +422,71 @@ def test_real_data_through_ingest(tmp_path, shared):
         train, valid, test = ds.split(leave_last_out(ds.user, ds.timestamp))
         assert len(train) + len(test) + (len(valid) if valid is not None else 0) == len(ds)
         assert valid is not None and len(test) == ds.n_users  # 5-core: every user has a test row
+
+
+# -- snapshots: one copy of the log, memory-mapped by every process of a job -----------------
+def _same_dataset(a: Dataset, b: Dataset) -> None:
+    assert a.fingerprint == b.fingerprint
+    assert a.user_ids.tolist() == b.user_ids.tolist() and a.item_ids.tolist() == b.item_ids.tolist()
+    for name in ("user", "item", "event", "timestamp", "value", "ts_ordinal"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert getattr(a, name).dtype == getattr(b, name).dtype
+    for name in ("items", "users", "reviews"):
+        assert getattr(a, name).equals(getattr(b, name)), name
+    assert a.meta == b.meta and a.weights == b.weights
+    assert (a.implicit != b.implicit).nnz == 0
+
+
+def test_snapshot_equals_the_dataset_in_memory(store, tmp_path):
+    ds = Dataset.from_store(store)
+    snap = Dataset.from_store(store, snapshot=tmp_path / "snap")
+    _same_dataset(ds, snap)
+    assert isinstance(snap.user.base, np.memmap) and not snap.user.flags.writeable
+    again = Dataset.open_snapshot(tmp_path / "snap", weights={"view": 3.0})
+    assert again.fingerprint != ds.fingerprint  # weights are the caller's, not the snapshot's
+    assert again.implicit.sum() > ds.implicit.sum()
+    with pytest.raises(DatasetError, match="new, empty folder"):
+        Dataset.from_store(store, snapshot=tmp_path / "snap")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(DatasetError, match="not a complete dataset snapshot"):
+        Dataset.open_snapshot(tmp_path / "half")
+
+
+def test_shared_datasets_built_once_and_waited_for(store, tmp_path):
+    from shopsight.data.dataset import shared_datasets
+
+    folder = tmp_path / "shared"
+    with shared_datasets(folder, is_main=True):
+        main = Dataset.from_store(store)
+        views = Dataset.from_store(store, event_types=["view"])
+    built = sorted(p.name for p in folder.iterdir())
+    assert len(built) == 2  # one per distinct request
+    with shared_datasets(folder, is_main=False, wait_s=5):
+        other = Dataset.from_store(store)  # finds the main process's snapshot, builds nothing
+    assert sorted(p.name for p in folder.iterdir()) == built
+    _same_dataset(main, other)
+    _same_dataset(Dataset.from_store(store, event_types=["view"]), views)
+    # subsets (train / test of a split) of a shared dataset are shared snapshots too
+    part = leave_last_out(main.user, main.timestamp)
+    with shared_datasets(folder, is_main=True):
+        shared_parts = main.split(part)
+    n_built = len(list(folder.iterdir()))
+    with shared_datasets(folder, is_main=False, wait_s=5):
+        waited_parts = main.split(part)
+    assert len(list(folder.iterdir())) == n_built == len(built) + 3  # train, valid, test
+    plain = Dataset.from_store(store).split(part)
+    for got, other, want in zip(shared_parts, waited_parts, plain, strict=True):
+        assert got is not None and other is not None and want is not None
+        assert got.snapshot is not None and other.snapshot == got.snapshot
+        _same_dataset(got, want)
+        _same_dataset(other, want)
+    # a worker whose main process failed stops waiting, with the reason
+    with shared_datasets(tmp_path / "failed", is_main=False, wait_s=60) as shared:
+        target = shared.target(store, clean=True, event_types=None)
+        target.parent.mkdir()
+        target.with_name(target.name + ".failed").write_text("DataError: disk full")
+        with pytest.raises(DatasetError, match="could not build the dataset: DataError: disk"):
+            Dataset.from_store(store)
+    slow = shared_datasets(tmp_path / "slow", is_main=False, wait_s=0.5)
+    with slow, pytest.raises(DatasetError, match="no dataset from the main process after"):
+        Dataset.from_store(store)

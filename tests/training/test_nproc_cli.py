@@ -77,7 +77,12 @@ def als_dir(store_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "train", "--store", str(store_path), "--model", "als", "--set", "iterations=4",
         "--set", "factors=8", "--nproc", "2", "--out", str(out),
     )  # fmt: skip
-    assert res["distributed"] == {"world_size": 2, "backend": "gloo", "fit": "sharded"}
+    assert res["distributed"] == {
+        "world_size": 2,
+        "backend": "gloo",
+        "fit": "sharded",
+        "dataset": "shared snapshot",  # built once by rank 0, memory-mapped by both ranks
+    }
     return out
 
 

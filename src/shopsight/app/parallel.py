@@ -7,6 +7,12 @@ shopsight.app.parallel SPEC``; every rank opens the store read-only, runs the jo
 global rank 0 writes the command's JSON result for the launcher. Without ``--nproc`` the CLI
 calls the same job function in its own process (a world of one), so both give one output.
 
+The interaction log is not loaded once per rank: global rank 0 builds each dataset a job asks
+for into a snapshot folder (the log streamed from DuckDB into ``.npy`` files), and every rank
+maps that folder read-only, so N ranks on a machine share one copy in the page cache
+(:func:`~shopsight.data.dataset.shared_datasets`). The folder is the launcher's temporary
+folder on one machine, beside the store on a multi-node run; it is removed after the job.
+
 What each job shards (and what it replicates):
 
 * ``train``: models trained by the :class:`~shopsight.training.trainer.Trainer` (bpr, vbpr,
@@ -32,15 +38,18 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch.distributed as torch_dist
 
 from shopsight import distributed as D
+from shopsight.data.dataset import shared_datasets
 from shopsight.errors import DataError, InputError, ShopsightError
 from shopsight.training.report import training_summary
 
@@ -104,6 +113,8 @@ def train_job(kw: dict[str, Any], ctx: D.DistContext) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     mode = _fit_mode(rec, ctx)
     run = {"world_size": ctx.world_size, "backend": ctx.backend, "fit": mode}
+    if ctx.world_size > 1:  # one snapshot of the log mapped by every rank, or a copy per rank
+        run["dataset"] = "shared snapshot" if ds.snapshot is not None else "one copy per rank"
     if ctx.is_main:
         save_artifact(rec, ds, out, seed=seed, store_fingerprint=store_fp, distributed=run)
     D.barrier(ctx)
@@ -112,7 +123,7 @@ def train_job(kw: dict[str, Any], ctx: D.DistContext) -> dict[str, Any]:
         "params": rec.get_params(),
         "out": str(out),
         "train_seconds": round(seconds, 3),
-        "dataset": ds.summary(),
+        "dataset": ds.summary() if ctx.is_main else {},  # only rank 0's result is kept
         "distributed": run,
         # epochs run, best epoch, why it stopped, per-epoch history (None: no epoch loop);
         # also saved in the model's config.json (meta.training)
@@ -246,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     result_path = Path(spec["result"])
     rank = int(os.environ.get("RANK", "0"))
     try:
-        with D.process_group(spec.get("backend")) as ctx:
+        with D.process_group(spec.get("backend")) as ctx, _shared_data(spec, ctx):
             result = JOBS[spec["job"]](spec["kwargs"], ctx)
             if ctx.is_main:
                 tmp = result_path.with_name(result_path.name + ".tmp")
@@ -263,6 +274,26 @@ def main(argv: list[str] | None = None) -> int:
         _error_file(result_path, rank, "bug", f"{type(exc).__name__}: {exc}".splitlines()[0])
         return 1
     return 0
+
+
+@contextmanager
+def _shared_data(spec: dict[str, Any], ctx: D.DistContext) -> Iterator[None]:
+    """Datasets built once (by global rank 0) into the launcher's shared folder and mapped by
+    every rank, instead of one copy of the interaction log per rank; the folder is removed
+    after the job (by the launcher too, should a rank fail)."""
+    folder = spec.get("shared")
+    if ctx.distributed:  # every node's launcher names its own folder: rank 0's is the one
+        box = [folder]
+        torch_dist.broadcast_object_list(box, src=0)
+        folder = box[0]
+    if not folder:
+        yield
+        return
+    with shared_datasets(Path(folder), is_main=ctx.is_main):
+        yield
+    D.barrier(ctx)  # no rank still opening a snapshot
+    if ctx.is_main:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _error_file(result_path: Path, rank: int, kind: str, message: str) -> None:

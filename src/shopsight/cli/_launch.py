@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,50 +82,70 @@ def run_job(job: str, kwargs: dict[str, Any], launch: Launch) -> dict[str, Any]:
 
     if not launch.parallel:
         return parallel.run_single(job, kwargs)
+    shared = _shared_folder(kwargs, launch)
     with tempfile.TemporaryDirectory(prefix="shopsight-launch-") as tmp:
         result = Path(tmp) / "result.json"
         spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"job": job, "kwargs": kwargs, "result": str(result)}))
-        env = dict(os.environ)
-        # torchrun would set 1 thread per worker (and say so); share this machine's cores.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc)))
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            *launch.torchrun_args(),
-            "-m",
-            "shopsight.app.parallel",
-            str(spec),
-        ]
-        try:  # workers' messages go to our stderr (stdout stays for --json)
-            sink: Any = sys.stderr.fileno()
-        except (AttributeError, OSError, ValueError):
-            sink = None
-        proc = subprocess.run(
-            cmd,
-            env=env,
-            stdout=sink if sink is not None else subprocess.PIPE,
-            stderr=None if sink is not None else subprocess.STDOUT,
-            text=True,
-            check=False,
+        if shared is None:
+            shared = Path(tmp) / "shared"
+        spec.write_text(
+            json.dumps({"job": job, "kwargs": kwargs, "result": str(result), "shared": str(shared)})
         )
-        if sink is None and proc.stdout:
-            sys.stderr.write(proc.stdout)
-        errors = sorted(Path(tmp).glob("result.json.error-*"))
-        if errors:
-            first = json.loads(errors[0].read_text())
-            msg = f"rank {first['rank']}: {first['message']}"
-            if first["kind"] == "input":
-                raise InputError(msg)
-            raise RuntimeError(msg)
-        if proc.returncode != 0:
-            raise StateError(
-                f"torchrun workers failed (exit {proc.returncode}); their output is above"
-            )
-        if not result.exists():
-            # Another node holds global rank 0 and prints the result there.
-            return {"node_rank": launch.node_rank, "workers": launch.nproc, "result": "on node 0"}
-        out: dict[str, Any] = json.loads(result.read_text())
-        return out
+        try:
+            return _launch(spec, result, Path(tmp), launch)
+        finally:  # the workers remove it; this covers a run that failed half-way
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _shared_folder(kwargs: dict[str, Any], launch: Launch) -> Path | None:
+    """Where the workers' shared dataset snapshots go: this launcher's temporary folder on one
+    machine; beside the store (storage every node sees) when the run spans machines."""
+    if launch.nnodes == 1 or not kwargs.get("store"):
+        return None
+    store = Path(kwargs["store"]).resolve()
+    return store.parent / f".{store.name}.run-{uuid.uuid4().hex[:12]}"
+
+
+def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, Any]:
+    """Run torchrun on ``spec``; rank 0's result, or the first rank's error."""
+    env = dict(os.environ)
+    # torchrun would set 1 thread per worker (and say so); share this machine's cores.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // launch.nproc)))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *launch.torchrun_args(),
+        "-m",
+        "shopsight.app.parallel",
+        str(spec),
+    ]
+    try:  # workers' messages go to our stderr (stdout stays for --json)
+        sink: Any = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        sink = None
+    proc = subprocess.run(
+        cmd,
+        env=env,
+        stdout=sink if sink is not None else subprocess.PIPE,
+        stderr=None if sink is not None else subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    if sink is None and proc.stdout:
+        sys.stderr.write(proc.stdout)
+    errors = sorted(tmp.glob("result.json.error-*"))
+    if errors:
+        first = json.loads(errors[0].read_text())
+        msg = f"rank {first['rank']}: {first['message']}"
+        if first["kind"] == "input":
+            raise InputError(msg)
+        raise RuntimeError(msg)
+    if proc.returncode != 0:
+        raise StateError(f"torchrun workers failed (exit {proc.returncode}); their output is above")
+    if not result.exists():
+        # Another node holds global rank 0 and prints the result there.
+        return {"node_rank": launch.node_rank, "workers": launch.nproc, "result": "on node 0"}
+    out: dict[str, Any] = json.loads(result.read_text())
+    return out

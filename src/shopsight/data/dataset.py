@@ -21,14 +21,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from shopsight.data import schema
@@ -61,6 +66,18 @@ DEFAULT_WEIGHTS: Final[dict[str, float | str]] = {
 INTERACTION_TYPES: Final[tuple[str, ...]] = tuple(
     t for t in EVENT_TYPES if t not in schema.ANNOTATION_EVENT_TYPES
 )
+
+# The interaction log's columns and dtypes, as stored in a snapshot (one ``.npy`` file each).
+LOG_COLUMNS: Final[tuple[tuple[str, Any], ...]] = (
+    ("user", np.int64),
+    ("item", np.int64),
+    ("event", np.int8),
+    ("timestamp", np.int64),
+    ("value", np.float64),
+    ("ts_ordinal", np.bool_),
+)
+LOG_FETCH_ROWS = 1 << 20  # rows per Arrow batch when streaming the log out of DuckDB
+SNAPSHOT_FORMAT = 1
 
 
 def event_weight(
@@ -199,6 +216,7 @@ class Dataset:
         reviews: pa.Table | None = None,
         weights: Mapping[str, float | str] | None = None,
         meta: Mapping[str, Any] | None = None,
+        check: bool = True,
     ) -> None:
         self.user_ids = np.asarray(user_ids, dtype=object)
         self.item_ids = np.asarray(item_ids, dtype=object)
@@ -217,7 +235,8 @@ class Dataset:
         )
         self.weights = _validate_weights(weights)
         self.meta: dict[str, Any] = dict(meta or {})
-        self._check()
+        if check:  # off only for a snapshot, which was checked when it was built
+            self._check()
         self.items = (
             items
             if items is not None
@@ -235,6 +254,7 @@ class Dataset:
                 f"{self.users.num_rows} user rows for {self.n_users} users"
             )
         self._matrices: dict[str, sp.csr_matrix] = {}
+        self.snapshot: Path | None = None  # the folder its log is mapped from, if any
 
     def _check(self) -> None:
         n = len(self.user)
@@ -331,6 +351,7 @@ class Dataset:
         clean: bool = True,
         event_types: Sequence[str] | None = None,
         weights: Mapping[str, float | str] | None = None,
+        snapshot: str | Path | None = None,
     ) -> Dataset:
         """Build from the store: ``*_clean`` tables when ``clean`` and they exist, else raw.
 
@@ -339,8 +360,21 @@ class Dataset:
         ``DEFAULT_WEIGHTS`` for the implicit matrix. Itemless events (searches) are not
         interactions and are left out; so are annotations (``tag`` events) unless
         ``event_types`` names them.
+
+        ``snapshot``: a new folder to write the dataset to (see :meth:`open_snapshot`); the log
+        streams from DuckDB straight into its files and the dataset returned maps them, so the
+        log is never held in memory. Inside :func:`shared_datasets` (every ``--nproc`` job) the
+        main process builds each dataset once and every process maps that one snapshot.
         """
         types = _check_event_types(event_types)
+        shared = _SHARED.get()
+        if shared is not None and snapshot is None:
+            return shared.dataset(store, clean=clean, event_types=types, weights=weights)
+        folder = None if snapshot is None else Path(snapshot)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            if any(folder.iterdir()):
+                raise DatasetError(f"{folder}: a snapshot needs a new, empty folder")
         use_clean = clean and has_clean_tables(store)
         store_fp = store.fingerprint()  # before our own queries, which close what it leaves open
         t = {name: (clean_name(name) if use_clean else name) for name in schema.DATA_TABLES}
@@ -402,8 +436,11 @@ class Dataset:
                 raise DatasetError(
                     f"{t['events']}: {bad[0][0]} events have a type outside {', '.join(EVENT_TYPES)}"
                 )
-            log = store.arrow(
-                'SELECT "user", item, event, ts, value, ts_ordinal FROM _ds_log ORDER BY "row"'
+            log: dict[str, Any] = _fetch_log(
+                store,
+                'SELECT "user", item, event, ts AS "timestamp", value, ts_ordinal '
+                'FROM _ds_log ORDER BY "row"',
+                folder,
             )
             items = store.arrow(
                 f"""SELECT {", ".join("i.item_id" if c == "item_id" else f'x."{c}"' for c in ITEM_COLUMNS)}
@@ -444,31 +481,94 @@ class Dataset:
                 conn.execute(f"DROP TABLE IF EXISTS {name}")
             conn.execute("DROP VIEW IF EXISTS _ds_order")
 
-        def col(name: str, dtype: Any) -> np.ndarray:
-            return np.asarray(log.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
-
-        value = log.column("value").to_numpy(zero_copy_only=False)
         meta = {
             "tables": dict(t),
             "clean": use_clean,
             "event_types": list(kept_types),
             "store_fingerprint": store_fp,
         }
-        return cls(
+        ds = cls(
             user_ids=np.asarray(user_ids.to_pylist(), dtype=object),
             item_ids=np.asarray(item_ids.to_pylist(), dtype=object),
-            user=col("user", np.int64),
-            item=col("item", np.int64),
-            event=col("event", np.int8),
-            timestamp=col("ts", np.int64),
-            value=np.asarray(value, dtype=np.float64),  # NULL -> NaN
-            ts_ordinal=col("ts_ordinal", bool),
             items=items,
             users=users,
             reviews=reviews,
             weights=weights,
             meta=meta,
+            **log,
         )
+        if folder is None:
+            return ds
+        for arr in log.values():
+            if isinstance(arr, np.memmap):
+                arr.flush()
+        ds._write_snapshot(folder)
+        del ds, log
+        return cls.open_snapshot(folder, weights=weights)
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def _write_snapshot(self, folder: Path) -> None:
+        """Side data and manifest beside the log's ``.npy`` files (written by ``from_store``).
+        The manifest goes last: a folder with ``dataset.json`` is complete."""
+        for name, _ in LOG_COLUMNS:
+            if not (folder / f"{name}.npy").exists():  # else streamed there by ``_fetch_log``
+                np.save(folder / f"{name}.npy", getattr(self, name))
+        for name, ids in (("user_ids", self.user_ids), ("item_ids", self.item_ids)):
+            pq.write_table(
+                pa.table({name: pa.array(ids.tolist(), pa.string())}), folder / f"{name}.parquet"
+            )
+        for name in ("items", "users", "reviews"):
+            pq.write_table(getattr(self, name), folder / f"{name}.parquet")
+        manifest = {
+            "format": SNAPSHOT_FORMAT,
+            "rows": len(self),
+            "users": self.n_users,
+            "items": self.n_items,
+            "meta": self.meta,
+        }
+        tmp = folder / "dataset.json.tmp"
+        tmp.write_text(json.dumps(manifest, default=str), encoding="utf-8")
+        os.replace(tmp, folder / "dataset.json")
+
+    @classmethod
+    def open_snapshot(
+        cls, folder: str | Path, *, weights: Mapping[str, float | str] | None = None
+    ) -> Dataset:
+        """A dataset written by ``from_store(snapshot=folder)``, its log memory-mapped read-only:
+        processes that open the same snapshot share one copy of it in the page cache."""
+        folder = Path(folder)
+        try:
+            manifest = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{folder}: not a complete dataset snapshot ({exc})") from exc
+        if manifest.get("format") != SNAPSHOT_FORMAT:
+            raise DatasetError(
+                f"{folder}/dataset.json: snapshot format {manifest.get('format')!r}, "
+                f"expected {SNAPSHOT_FORMAT}"
+            )
+        log: dict[str, Any] = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r") for name, _ in LOG_COLUMNS
+        }
+        if any(len(a) != manifest["rows"] for a in log.values()):
+            raise DatasetError(f"{folder}: log files do not hold {manifest['rows']} rows each")
+
+        def ids(name: str) -> np.ndarray:
+            column = pq.read_table(folder / f"{name}.parquet").column(0)
+            return np.asarray(column.to_pylist(), dtype=object)
+
+        ds = cls(
+            user_ids=ids("user_ids"),
+            item_ids=ids("item_ids"),
+            items=pq.read_table(folder / "items.parquet"),
+            users=pq.read_table(folder / "users.parquet"),
+            reviews=pq.read_table(folder / "reviews.parquet"),
+            weights=weights,
+            meta=manifest["meta"],
+            check=False,  # checked when it was built
+            **log,
+        )
+        ds.snapshot = folder
+        return ds
 
     # -- sizes and id lookups --------------------------------------------------------------
     @property
@@ -536,15 +636,19 @@ class Dataset:
 
     def row_weights(self) -> npt.NDArray[np.float32]:
         """The implicit-feedback weight of each interaction row (see ``weights``)."""
+        # float32 throughout (each value rounded once, as a float64 pass then a cast would):
+        # on a log of 10^8 rows a float64 pass is gigabytes more
         fixed = np.array(
             [0.0 if isinstance(w, str) else w for w in (self.weights[t] for t in EVENT_TYPES)],
             dtype=np.float64,
-        )
+        ).astype(np.float32)
         by_value = np.array([self.weights[t] == "value" for t in EVENT_TYPES])
         w = fixed[self.event]
         use_value = by_value[self.event]
-        w[use_value] = np.where(np.isfinite(self.value[use_value]), self.value[use_value], 1.0)
-        return w.astype(np.float32)
+        if use_value.any():
+            v = self.value[use_value]
+            w[use_value] = np.where(np.isfinite(v), v, 1.0)
+        return w
 
     @cached_property
     def implicit(self) -> sp.csr_matrix:
@@ -618,7 +722,9 @@ class Dataset:
     # -- subsets and splits -----------------------------------------------------------------
     def subset(self, rows: npt.ArrayLike) -> Dataset:
         """The same id maps and side data, restricted to the given interaction rows."""
-        idx = np.unique(np.asarray(rows, dtype=np.int64))  # sorted: keeps (user, time) order
+        idx = np.asarray(rows, dtype=np.int64)
+        if idx.ndim != 1 or not (idx[1:] > idx[:-1]).all():  # splits give sorted rows: no sort
+            idx = np.unique(idx)  # sorted: keeps (user, time) order
         if len(idx) and (idx[0] < 0 or idx[-1] >= len(self)):
             raise DatasetError(f"row indices outside [0, {len(self)})")
         reviews = self.reviews
@@ -633,6 +739,10 @@ class Dataset:
             reviews = reviews.set_column(
                 reviews.schema.get_field_index("row"), "row", pa.array(pos[keep].astype(np.int64))
             )
+        meta = {**self.meta, "parent": self.fingerprint, "rows": len(idx)}
+        shared = _SHARED.get()
+        if shared is not None and self.snapshot is not None:
+            return shared.subset(self, idx, reviews, meta)
         return Dataset(
             user_ids=self.user_ids,
             item_ids=self.item_ids,
@@ -646,7 +756,7 @@ class Dataset:
             users=self.users,
             reviews=reviews,
             weights=self.weights,
-            meta={**self.meta, "parent": self.fingerprint, "rows": len(idx)},
+            meta=meta,
         )
 
     def split(self, split: Split) -> tuple[Dataset, Dataset | None, Dataset]:
@@ -667,7 +777,7 @@ class Dataset:
             h.update("\x1f".join(map(str, ids.tolist())).encode())
             h.update(b"\x1e")
         for arr in (self.user, self.item, self.event, self.timestamp, self.value, self.ts_ordinal):
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))  # type: ignore[arg-type]  # no copy of the log
         h.update(json.dumps(self.weights, sort_keys=True).encode())
         for table in (self.items, self.users, self.reviews):
             _hash_table(h, table)
@@ -704,6 +814,153 @@ class Dataset:
             "fingerprint": self.fingerprint,
             **{k: v for k, v in self.meta.items() if k in ("tables", "clean", "event_types")},
         }
+
+
+def _fetch_log(store: Store, sql: str, folder: Path | None) -> dict[str, np.ndarray]:
+    from shopsight.data.store import fetch_one
+
+    """The log query's columns as arrays (``.npy`` files in ``folder`` when given), filled batch
+    by batch: the whole log is never held twice, nor as Arrow."""
+    count = fetch_one(store.conn, f"SELECT count(*) FROM ({sql})")
+    n = int(count[0]) if count else 0
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in LOG_COLUMNS:
+        if folder is None:
+            out[name] = np.empty(n, dtype=dtype)
+        else:
+            out[name] = np.lib.format.open_memmap(
+                folder / f"{name}.npy", mode="w+", dtype=dtype, shape=(n,)
+            )
+    at = 0
+    for batch in store.conn.sql(sql).to_arrow_reader(LOG_FETCH_ROWS):
+        m = batch.num_rows
+        if at + m > n:
+            raise DatasetError(f"the interaction log grew while it was read ({n} rows counted)")
+        for name, _ in LOG_COLUMNS:
+            col = batch.column(name)
+            if col.null_count:  # NULL value -> NaN; NULL ts_ordinal -> a real timestamp
+                col = col.fill_null(False if name == "ts_ordinal" else float("nan"))
+            out[name][at : at + m] = col.to_numpy(zero_copy_only=False)
+        at += m
+    if at != n:
+        raise DatasetError(f"the interaction log shrank while it was read ({at} of {n} rows)")
+    return out
+
+
+class SharedDatasets:
+    """Datasets built once per job and mapped by every process of it (see :func:`shared_datasets`).
+
+    Each distinct request (store file name, clean or raw, event types) becomes one snapshot
+    folder. The main process builds it; the others wait for its manifest (or the main process's
+    failure note) and map it. The store must not change during the job.
+    """
+
+    def __init__(self, folder: Path, *, is_main: bool, wait_s: float) -> None:
+        self.folder, self.is_main, self.wait_s = folder, is_main, wait_s
+
+    def dataset(
+        self,
+        store: Store,
+        *,
+        clean: bool,
+        event_types: tuple[str, ...] | None,
+        weights: Mapping[str, float | str] | None,
+    ) -> Dataset:
+        target = self.target(store, clean=clean, event_types=event_types)
+        failed = target.with_name(target.name + ".failed")
+        if self.is_main and not (target / "dataset.json").exists():
+            try:
+                Dataset.from_store(
+                    store, clean=clean, event_types=event_types, weights=weights, snapshot=target
+                )
+            except Exception as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+                raise
+        else:
+            self._wait(target, failed)
+        return Dataset.open_snapshot(target, weights=weights)
+
+    def subset(
+        self, parent: Dataset, idx: npt.NDArray[np.int64], reviews: pa.Table, meta: dict[str, Any]
+    ) -> Dataset:
+        """``parent.subset(idx)`` (a snapshot) as a snapshot of its own: the main process copies
+        the rows chunk by chunk into new files, every process maps them."""
+        h = hashlib.sha256(str(parent.snapshot).encode())
+        h.update(memoryview(idx).cast("B"))  # type: ignore[arg-type]
+        target = self.folder / f"subset-{h.hexdigest()[:12]}"
+        failed = target.with_name(target.name + ".failed")
+        if self.is_main and not (target / "dataset.json").exists():
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                log = {}
+                for name, dtype in LOG_COLUMNS:
+                    src = getattr(parent, name)
+                    out = np.lib.format.open_memmap(
+                        target / f"{name}.npy", mode="w+", dtype=dtype, shape=(len(idx),)
+                    )
+                    for start in range(0, len(idx), LOG_FETCH_ROWS):
+                        part = idx[start : start + LOG_FETCH_ROWS]
+                        out[start : start + len(part)] = src[part]
+                    out.flush()
+                    log[name] = out
+                Dataset(
+                    user_ids=parent.user_ids,
+                    item_ids=parent.item_ids,
+                    items=parent.items,
+                    users=parent.users,
+                    reviews=reviews,
+                    weights=parent.weights,
+                    meta=meta,
+                    check=False,  # rows of a checked log, in order
+                    **log,
+                )._write_snapshot(target)
+            except Exception as exc:
+                failed.write_text(f"{type(exc).__name__}: {exc}", encoding="utf-8")
+                raise
+        else:
+            self._wait(target, failed)
+        return Dataset.open_snapshot(target, weights=parent.weights)
+
+    def target(self, store: Store, *, clean: bool, event_types: Sequence[str] | None) -> Path:
+        """The snapshot folder of one request."""
+        types = None if event_types is None else list(event_types)
+        request = {"store": Path(store.path).name, "clean": clean, "event_types": types}
+        key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:12]
+        return self.folder / f"dataset-{key}"
+
+    def _wait(self, target: Path, failed: Path) -> None:
+        import time
+
+        deadline = time.monotonic() + self.wait_s
+        while not (target / "dataset.json").exists():
+            if failed.exists():
+                reason = failed.read_text(encoding="utf-8").strip()
+                raise DatasetError(f"the main process could not build the dataset: {reason}")
+            if time.monotonic() > deadline:
+                raise DatasetError(
+                    f"{target}: no dataset from the main process after {self.wait_s:.0f} s"
+                )
+            time.sleep(0.2)
+
+
+_SHARED: ContextVar[SharedDatasets | None] = ContextVar("shopsight_shared_datasets", default=None)
+
+
+@contextmanager
+def shared_datasets(
+    folder: str | Path, *, is_main: bool, wait_s: float = 4 * 3600.0
+) -> Iterator[SharedDatasets]:
+    """Inside, :meth:`Dataset.from_store` returns a dataset built once into ``folder`` (on
+    storage every process sees) by the main process and memory-mapped by all, instead of each
+    process building its own copy. The caller removes ``folder`` afterwards."""
+    shared = SharedDatasets(Path(folder), is_main=is_main, wait_s=wait_s)
+    if is_main:
+        shared.folder.mkdir(parents=True, exist_ok=True)
+    token = _SHARED.set(shared)
+    try:
+        yield shared
+    finally:
+        _SHARED.reset(token)
 
 
 def _hash_table(h: Any, table: pa.Table) -> None:
