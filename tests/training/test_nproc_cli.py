@@ -286,3 +286,21 @@ def test_featurize_two_processes_equal_one(store_path: Path, tmp_path: Path) -> 
     assert np.array_equal(a.text, b.text) and np.array_equal(a.text_mask, b.text_mask)
     shards = list((tmp_path / "two.duckdb.features").rglob("shard-*.safetensors"))
     assert len(shards) == 2  # one per rank
+
+
+def test_worker_out_of_memory_is_a_one_line_limit(tmp_path: Path, monkeypatch) -> None:
+    """A worker that hits DuckDB's memory cap reports the machine's limit, not a bug."""
+    import duckdb
+
+    def job(kw: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        raise duckdb.OutOfMemoryException("could not allocate block of size 256.0 KiB")
+
+    monkeypatch.setitem(parallel.JOBS, "train", job)
+    result = tmp_path / "result.json"
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"job": "train", "kwargs": {}, "result": str(result)}))
+    assert parallel.main([str(spec)]) == 2
+    error = json.loads((tmp_path / "result.json.error-0").read_text())
+    assert error["kind"] == "limit"
+    assert error["message"].startswith("out of memory: could not allocate block")
+    assert "SHOPSIGHT_DUCKDB_MEMORY" in error["message"]

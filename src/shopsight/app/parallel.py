@@ -50,7 +50,7 @@ import torch.distributed as torch_dist
 
 from shopsight import distributed as D
 from shopsight.data.dataset import shared_datasets
-from shopsight.errors import DataError, InputError, ShopsightError
+from shopsight.errors import DataError, InputError, ShopsightError, machine_limit
 from shopsight.training.report import training_summary
 
 Job = Callable[[dict[str, Any], D.DistContext], dict[str, Any]]
@@ -270,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     except Exception as exc:
+        limit = machine_limit(exc)  # out of disk or memory: the machine's limit, not a bug
+        if limit is not None:
+            _error_file(result_path, rank, "limit", limit)
+            return 2
         traceback.print_exc(file=sys.stderr)
         _error_file(result_path, rank, "bug", f"{type(exc).__name__}: {exc}".splitlines()[0])
         return 1

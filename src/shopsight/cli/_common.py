@@ -9,7 +9,6 @@ and the exit status is 1.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -25,27 +24,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shopsight.errors import InputError, ShopsightError
+from shopsight.errors import InputError, ShopsightError, machine_limit
 
 BUG_REPORT = "this is a bug in shopsight, not a problem with your input; please report it"
-
-
-def machine_limit(exc: BaseException) -> str | None:
-    """The one-line reason when ``exc`` is the machine running out of disk or memory (not a
-    bug: DuckDB spills big joins to ``<store>.tmp`` and caps memory at
-    ``SHOPSIGHT_DUCKDB_MEMORY``), else ``None``."""
-    import duckdb
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    no_space = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-        isinstance(exc, duckdb.IOException) and "No space left" in text
-    )
-    if no_space:
-        return f"out of disk space: {text} (free space beside the store, where DuckDB spills)"
-    if isinstance(exc, (MemoryError, duckdb.OutOfMemoryException)):
-        cap = os.environ.get("SHOPSIGHT_DUCKDB_MEMORY", "1500MB")
-        return f"out of memory: {text} (DuckDB's cap SHOPSIGHT_DUCKDB_MEMORY is {cap})"
-    return None
 
 
 def _console() -> Console:

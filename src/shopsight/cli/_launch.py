@@ -141,6 +141,8 @@ def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, An
         msg = f"rank {first['rank']}: {first['message']}"
         if first["kind"] == "input":
             raise InputError(msg)
+        if first["kind"] == "limit":  # out of disk or memory on a worker
+            raise StateError(msg)
         raise RuntimeError(msg)
     if proc.returncode != 0:
         raise StateError(f"torchrun workers failed (exit {proc.returncode}); their output is above")
