@@ -304,3 +304,29 @@ def test_worker_out_of_memory_is_a_one_line_limit(tmp_path: Path, monkeypatch) -
     assert error["kind"] == "limit"
     assert error["message"].startswith("out of memory: could not allocate block")
     assert "SHOPSIGHT_DUCKDB_MEMORY" in error["message"]
+
+
+def test_stopped_launch_leaves_no_user_data(store_path: Path, tmp_path: Path) -> None:
+    """SIGTERM to `shopsight ... --nproc 2` stops the workers and removes the shared snapshot
+    (user data) and the launcher's folder."""
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env.update(OMP_NUM_THREADS="1", TMPDIR=str(tmp))
+    cmd = [sys.executable, "-m", "shopsight.cli", "train", "--store", str(store_path),
+           "--model", "bpr", "--set", "epochs=500", "--nproc", "2", "--out", str(tmp_path / "m")]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    while not list(tmp.glob("shopsight-launch-*/shared/dataset-*/dataset.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    left = [p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor")]
+    assert left == []  # snapshot, launcher folder and torchrun's log folder gone
+    assert not (tmp_path / "m" / "config.json").exists()

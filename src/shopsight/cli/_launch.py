@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,9 +96,29 @@ def run_job(job: str, kwargs: dict[str, Any], launch: Launch) -> dict[str, Any]:
             json.dumps({"job": job, "kwargs": kwargs, "result": str(result), "shared": str(shared)})
         )
         try:
-            return _launch(spec, result, Path(tmp), launch)
-        finally:  # the workers remove it; this covers a run that failed half-way
+            with _terminate_as_exit():
+                return _launch(spec, result, Path(tmp), launch)
+        finally:  # the workers remove it; this covers a run that failed or was stopped
             shutil.rmtree(shared, ignore_errors=True)
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's stop) as ``SystemExit``: ``subprocess.run`` then kills
+    the workers and the ``finally`` blocks remove the snapshot and the temporary folder, which
+    hold user data, instead of leaving them in ``/tmp``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _shared_folder(kwargs: dict[str, Any], launch: Launch) -> Path | None:
@@ -104,6 +128,17 @@ def _shared_folder(kwargs: dict[str, Any], launch: Launch) -> Path | None:
         return None
     store = Path(kwargs["store"]).resolve()
     return store.parent / f".{store.name}.run-{uuid.uuid4().hex[:12]}"
+
+
+def _stop_group(proc: subprocess.Popen[str], grace_s: float = 10.0) -> None:
+    """SIGTERM to torchrun (it stops its workers and removes its own temporary folder), then
+    SIGKILL to whatever of the group is left after ``grace_s``."""
+    proc.send_signal(signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, Any]:
@@ -117,6 +152,7 @@ def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, An
         "-m",
         "torch.distributed.run",
         *launch.torchrun_args(),
+        f"--log-dir={tmp / 'torchrun'}",  # torchrun's own folder, else left in /tmp for good
         "-m",
         "shopsight.app.parallel",
         str(spec),
@@ -125,16 +161,23 @@ def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, An
         sink: Any = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
         sink = None
-    proc = subprocess.run(
+    # torchrun and its workers in their own process group, so that a stopped launch takes them
+    # all down (killing torchrun alone would leave its workers running)
+    with subprocess.Popen(
         cmd,
         env=env,
         stdout=sink if sink is not None else subprocess.PIPE,
         stderr=None if sink is not None else subprocess.STDOUT,
         text=True,
-        check=False,
-    )
-    if sink is None and proc.stdout:
-        sys.stderr.write(proc.stdout)
+        start_new_session=True,
+    ) as proc:
+        try:
+            output, _ = proc.communicate()
+        except BaseException:
+            _stop_group(proc)
+            raise
+    if sink is None and output:
+        sys.stderr.write(output)
     errors = sorted(tmp.glob("result.json.error-*"))
     if errors:
         first = json.loads(errors[0].read_text())
