@@ -192,7 +192,8 @@ class _ItemSampler:
             misfit = (cat.price_z[item] - us.price_target[uu]) ** 2 / (
                 2.0 * us.price_tolerance[uu] ** 2
             )
-            ok = rng.random(len(todo)) < np.exp(self._best_fit(us, uu, g) - misfit)
+            # proposal carried exp(best fit); accept exp(-misfit) / exp(best fit) <= 1
+            ok = rng.random(len(todo)) < np.exp(-misfit - self._best_fit(us, uu, g))
             out[todo[ok]] = item[ok]
             todo = todo[~ok]
         return out
