@@ -18,6 +18,7 @@ from shopsight.models.scaling import (
     DataShape,
     auto_als_factors,
     auto_als_l2,
+    auto_bpr_l2,
     auto_epochs,
     auto_factors,
     auto_shrinkage,
@@ -46,27 +47,33 @@ def test_data_shape_counts_distinct_pairs() -> None:
 
 def test_bpr_defaults_differ_between_dense_and_sparse_data_as_designed() -> None:
     dense, sparse = BPR().resolved_params(ML100K), BPR().resolved_params(BEAUTY)
-    # more training pairs behind each vector -> more factors (powers of two)
-    assert (dense["factors"], sparse["factors"]) == (64, 32)
+    # factors: 2 per pair behind a vector, a power of two, at least 64 (both at the floor here)
+    assert (dense["factors"], sparse["factors"]) == (64, 64)
+    assert auto_factors(DataShape(n_users=100, n_items=100, n_pairs=20_000)) == 256
     assert dense["factors"] == auto_factors(ML100K) and sparse["factors"] == auto_factors(BEAUTY)
     # the same number of optimiser steps: Beauty's epochs are twice as long, so half as many
     assert (dense["epochs"], sparse["epochs"]) == (60, 29)
     for p, shape in ((dense, ML100K), (sparse, BEAUTY)):
         steps = p["epochs"] * math.ceil(shape.n_pairs / p["batch_size"])
         assert 2200 <= steps < 2200 + math.ceil(shape.n_pairs / p["batch_size"])
+    # the sparse vectors get the stronger prior: sqrt(28 / 4.46) times the dense 0.01
+    assert dense["l2"] == pytest.approx(0.01)
+    assert sparse["l2"] == pytest.approx(0.01 * math.sqrt(28 / BEAUTY.pairs_per_vector))
+    assert 0.02 < sparse["l2"] < 0.03 and sparse["l2"] == auto_bpr_l2(BEAUTY)
     # the rest of the parameters are the fixed defaults
-    for key in ("lr", "l2", "batch_size", "optimizer", "seed"):
+    for key in ("lr", "batch_size", "optimizer", "seed"):
         assert dense[key] == sparse[key] == BPR().get_params()[key]
 
 
 def test_auto_rules_are_bounded_and_explicit_values_win() -> None:
     tiny = DataShape(n_users=5, n_items=4, n_pairs=10)
     huge = DataShape(n_users=10**6, n_items=10**5, n_pairs=10**9)
-    assert auto_factors(tiny) == 32 and auto_factors(huge) == 256
+    assert auto_factors(tiny) == 64 and auto_factors(huge) == 256
+    assert auto_bpr_l2(huge) == pytest.approx(0.01)  # dense data: the base penalty
     # a tiny set is capped at 100 epochs, a huge one still sees every pair 10 times
     assert auto_epochs(tiny, 2048) == 100 and auto_epochs(huge, 2048) == 10
-    fixed = BPR(factors=16, epochs=3).resolved_params(ML100K)
-    assert (fixed["factors"], fixed["epochs"]) == (16, 3)
+    fixed = BPR(factors=16, epochs=3, l2=0.5).resolved_params(BEAUTY)
+    assert (fixed["factors"], fixed["epochs"], fixed["l2"]) == (16, 3, 0.5)
     assert BPR(factors=16).resolved_params(ML100K)["epochs"] == 60
 
 

@@ -401,7 +401,7 @@ class DPBPR(BPR):
             epochs=int(self.epochs),
             batch_size=self.batch_size,
             lr=self.lr,
-            l2=self.l2,
+            l2=float(self.l2),
             item_bias=self.item_bias,
             optimizer=self.optimizer,  # type: ignore[arg-type]
             init_std=self.init_std,

@@ -28,9 +28,9 @@ NDCG@10 0.175 vs 0.160 for log; synthetic shop 0.261 vs 0.258 log, 0.237 linear)
 pays off when the target is the heavy behaviour itself (e.g. predicting purchases).
 
 Defaults follow the data (:mod:`shopsight.models.scaling`): ``factors="auto"`` (about 2 per
-training pair behind a user or item vector, 32-256: 64 on MovieLens-100K, 32 on Amazon Beauty)
-and ``epochs="auto"`` (about 2,200 steps of 2,048 triples, 10-100 epochs: 60 on MovieLens-100K),
-Adam at 0.003, ``l2`` 1e-2. On MovieLens-100K stratified by item (Microsoft Recommenders'
+training pair behind a user or item vector, 64-256: 64 on MovieLens-100K and Amazon Beauty),
+``epochs="auto"`` (about 2,200 steps of 2,048 triples, 10-100 epochs: 60 on MovieLens-100K) and
+``l2="auto"`` (0.01, more on sparse data: 0.025 on Beauty), Adam at 0.003. On MovieLens-100K stratified by item (Microsoft Recommenders'
 benchmark) they give NDCG@10 0.462 against cornac BPR's published 0.445 (k 200, 200
 iterations); the former fixed 8 epochs at 0.01 gave 0.397. ``bench/defaults.py`` compares them
 with tuned settings on three datasets.
@@ -56,6 +56,7 @@ from shopsight.models.scaling import (
     DataShape,
     auto_als_factors,
     auto_als_l2,
+    auto_bpr_l2,
     auto_epochs,
     auto_factors,
     data_shape,
@@ -601,11 +602,11 @@ def bpr_user_vector(
 class BPR(Recommender):
     """BPR-MF trained with PyTorch (see the module docstring).
 
-    Parameters: ``factors`` and ``epochs`` (``"auto"``: from the training data's shape at
+    Parameters: ``factors``, ``epochs`` and ``l2`` (``"auto"``: from the training data's shape at
     ``fit``, see :mod:`shopsight.models.scaling`; the values used are in the saved model's
     ``meta.resolved``); ``batch_size`` (triples per global batch, split over DDP ranks);
-    ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` (per-sample penalty of the touched factors
-    and biases); ``item_bias``; ``positive_weighting`` (uniform / linear /
+    ``lr``, ``optimizer``, ``lr_schedule``; ``l2`` is the per-sample penalty of the touched
+    factors and biases; ``item_bias``; ``positive_weighting`` (uniform / linear /
     log of the multi-behaviour weights); ``samples_per_epoch`` (None: one per interacted pair);
     ``patience`` (early stopping on NDCG@10 of ``valid``, when ``fit`` gets one); ``seed``.
     """
@@ -618,7 +619,7 @@ class BPR(Recommender):
         epochs: int | Auto = "auto",
         batch_size: int = 2048,
         lr: float = 0.003,
-        l2: float = 1e-2,
+        l2: float | Auto = "auto",
         item_bias: bool = True,
         positive_weighting: Weighting = "uniform",
         samples_per_epoch: int | None = None,
@@ -653,6 +654,7 @@ class BPR(Recommender):
             {
                 "factors": lambda p: auto_factors(shape),
                 "epochs": lambda p: auto_epochs(shape, int(p["batch_size"])),
+                "l2": lambda p: auto_bpr_l2(shape),
             },
         )
 
@@ -666,7 +668,7 @@ class BPR(Recommender):
         _check("batch_size", self.batch_size, _is_int(self.batch_size, 1), "an integer >= 1")
         _check("factors", self.factors, _is_auto_or(self.factors, 1), "'auto' or an integer >= 1")
         _check("epochs", self.epochs, _is_auto_or(self.epochs, 0), "'auto' or an integer >= 0")
-        _check("l2", self.l2, _is_number(self.l2), "a number >= 0")
+        _check("l2", self.l2, self.l2 == AUTO or _is_number(self.l2), "'auto' or a number >= 0")
         transform_weights(np.ones(1), self.positive_weighting)  # validates the name
         shape = DataShape.of(dataset.implicit)
         self.data_shape_ = shape
@@ -721,7 +723,7 @@ class BPR(Recommender):
             self.item_bias_,
             items,
             transform_weights(weights, self.positive_weighting).astype(np.float32),
-            l2=self.l2,
+            l2=float(getattr(self, "resolved_", self.get_params())["l2"]),
             seed=self.seed,
         )
         return (u @ self._items_t + self.item_bias_).astype(np.float32)
