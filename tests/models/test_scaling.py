@@ -18,6 +18,7 @@ from shopsight.models.scaling import (
     DataShape,
     auto_als_factors,
     auto_als_l2,
+    auto_bpr_factors,
     auto_bpr_l2,
     auto_epochs,
     auto_factors,
@@ -47,10 +48,12 @@ def test_data_shape_counts_distinct_pairs() -> None:
 
 def test_bpr_defaults_differ_between_dense_and_sparse_data_as_designed() -> None:
     dense, sparse = BPR().resolved_params(ML100K), BPR().resolved_params(BEAUTY)
-    # factors: 2 per pair behind a vector, a power of two, at least 64 (both at the floor here)
-    assert (dense["factors"], sparse["factors"]) == (64, 64)
-    assert auto_factors(DataShape(n_users=100, n_items=100, n_pairs=20_000)) == 256
-    assert dense["factors"] == auto_factors(ML100K) and sparse["factors"] == auto_factors(BEAUTY)
+    # factors: 2 per pair behind a vector or 2 sqrt(items), whichever is larger (a power of
+    # two in [64, 256]): Beauty's 12,101 items ask for 256, its 4.5 pairs a vector for the floor
+    assert (dense["factors"], sparse["factors"]) == (64, 256)
+    assert auto_factors(BEAUTY) == 64 and auto_bpr_factors(BEAUTY) == 256
+    dense_small = DataShape(n_users=100, n_items=100, n_pairs=20_000)  # 100 pairs a vector
+    assert auto_factors(dense_small) == auto_bpr_factors(dense_small) == 256
     # the same number of optimiser steps: Beauty's epochs are twice as long, so half as many
     assert (dense["epochs"], sparse["epochs"]) == (60, 29)
     for p, shape in ((dense, ML100K), (sparse, BEAUTY)):

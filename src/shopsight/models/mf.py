@@ -28,12 +28,13 @@ NDCG@10 0.175 vs 0.160 for log; synthetic shop 0.261 vs 0.258 log, 0.237 linear)
 pays off when the target is the heavy behaviour itself (e.g. predicting purchases).
 
 Defaults follow the data (:mod:`shopsight.models.scaling`): ``factors="auto"`` (about 2 per
-training pair behind a user or item vector, 64-256: 64 on MovieLens-100K and Amazon Beauty),
-``epochs="auto"`` (about 2,200 steps of 2,048 triples, 10-100 epochs: 60 on MovieLens-100K) and
-``l2="auto"`` (0.01, more on sparse data: 0.025 on Beauty), Adam at 0.003. On MovieLens-100K stratified by item (Microsoft Recommenders'
-benchmark) they give NDCG@10 0.462 against cornac BPR's published 0.445 (k 200, 200
-iterations); the former fixed 8 epochs at 0.01 gave 0.397. ``bench/defaults.py`` compares them
-with tuned settings on three datasets.
+training pair behind a user or item vector or ``2 sqrt(items)``, whichever is larger, 64-256:
+64 on MovieLens-100K, 256 on Amazon Beauty's 12,101 items), ``epochs="auto"`` (about 2,200
+steps of 2,048 triples, 10-100 epochs: 60 on MovieLens-100K) and ``l2="auto"`` (0.01, more on
+sparse data: 0.025 on Beauty), Adam at 0.003. On MovieLens-100K stratified by item (Microsoft
+Recommenders' benchmark) they give NDCG@10 0.462 against cornac BPR's published 0.445 (k 200,
+200 iterations); the former fixed 8 epochs at 0.01 gave 0.397. ``bench/defaults.py`` compares
+them with tuned settings on three datasets.
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ from shopsight.models.scaling import (
     DataShape,
     auto_als_factors,
     auto_als_l2,
+    auto_bpr_factors,
     auto_bpr_l2,
     auto_epochs,
-    auto_factors,
     data_shape,
     resolve,
 )
@@ -652,7 +653,7 @@ class BPR(Recommender):
         return resolve(
             self.get_params(),
             {
-                "factors": lambda p: auto_factors(shape),
+                "factors": lambda p: auto_bpr_factors(shape),
                 "epochs": lambda p: auto_epochs(shape, int(p["batch_size"])),
                 "l2": lambda p: auto_bpr_l2(shape),
             },
