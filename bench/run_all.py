@@ -240,6 +240,14 @@ JOBS: tuple[Job, ...] = (
         "int8 / float16 models",
     ),
     Job(
+        "threads",
+        "threads.py",
+        "threads.json",
+        (),
+        ("--epochs", "1", "--timeout", "120"),
+        "training threads idle and beside busy processes",
+    ),
+    Job(
         "serve",
         "serve.py",
         "serve.json",
