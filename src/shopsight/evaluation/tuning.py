@@ -279,8 +279,12 @@ class Tuner:
         eval_rows: np.ndarray,
         early_rows: np.ndarray | None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        history_rows: np.ndarray | None = None,
     ) -> float:
-        """Fit on ``train_rows`` and return the metric on ``eval_rows``."""
+        """Fit on ``train_rows`` and return the metric on ``eval_rows``. A sequential model
+        scores from each user's sequence in ``history_rows`` when given (the test part of a
+        protocol whose test-time history is train + valid, as ``evaluate`` does), with those
+        rows' items excluded too."""
         from shopsight.training.trainer import training_run
 
         p = self.protocol
@@ -295,10 +299,17 @@ class Tuner:
             return float(values[self.metric])
         truth = p.truth(target)
         names, cut = M.parse_metrics([self.metric])
+        scorer: Any = model
+        seen_valid = None
+        if history_rows is not None and hasattr(model, "score_sequences"):
+            from shopsight.evaluation.experiment import sequence_scorer
+
+            scorer = sequence_scorer(model, dataset.subset(history_rows))
+            seen_valid = early
         res = evaluate_ranking(
-            model,
+            scorer,
             truth,
-            exclude=p.exclusion(train, None),
+            exclude=p.exclusion(train, seen_valid),
             ks=cut,
             metrics=names,
             users=p.eval_users(train, truth),
@@ -480,8 +491,17 @@ class Tuner:
         if test:
             self._say("fitting defaults and best on the training part, scoring the test part")
             early = outer.valid if outer.valid is not None and len(outer.valid) else None
-            d_test = self._score(self.defaults, dataset, outer.train, outer.test, early)
-            b_test = self._score(best_params, dataset, outer.train, outer.test, early)
+            history = (
+                np.concatenate([outer.train, early])
+                if early is not None and self.protocol.history == "train+valid"
+                else None
+            )
+            d_test = self._score(
+                self.defaults, dataset, outer.train, outer.test, early, None, history
+            )
+            b_test = self._score(
+                best_params, dataset, outer.train, outer.test, early, None, history
+            )
             out["test"] = {"default": d_test, "best": b_test, "improvement": b_test - d_test}
         out["seconds"] = time.perf_counter() - t0
         return out
