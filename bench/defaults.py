@@ -84,6 +84,16 @@ SPACES: dict[str, dict[str, Any]] = {
         "epochs": {"type": "int", "low": 10, "high": 60, "log": True},
         "l2": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
     },
+    "vbpr": {
+        "factors": {"type": "int", "low": 16, "high": 128, "log": True},
+        "epochs": {"type": "int", "low": 10, "high": 60, "log": True},
+        "lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True},
+    },
+    "freedom": {
+        "dim": {"type": "int", "low": 32, "high": 128, "log": True},
+        "knn_k": {"type": "int", "low": 5, "high": 30, "log": True},
+        "lr": {"type": "float", "low": 1e-3, "high": 2e-2, "log": True},
+    },
     "sasrec": {
         "dim": {"type": "int", "low": 32, "high": 128, "log": True},
         "dropout": {"type": "float", "low": 0.2, "high": 0.6},
@@ -92,7 +102,17 @@ SPACES: dict[str, dict[str, Any]] = {
 }
 
 # Trials per model (full run); --quick divides them. Each trial is one fit on the inner split.
-TRIALS = {"popularity": 6, "itemknn": 8, "ease": 8, "als": 8, "bpr": 6, "lightgcn": 3, "sasrec": 3}
+TRIALS = {
+    "popularity": 6,
+    "itemknn": 8,
+    "ease": 8,
+    "als": 8,
+    "bpr": 6,
+    "lightgcn": 3,
+    "vbpr": 6,
+    "freedom": 6,
+    "sasrec": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -137,6 +157,8 @@ def _beauty(work: Path) -> tuple[Any, Any]:
 def _shop(work: Path) -> tuple[Any, Any]:
     from shopsight.data.synthetic import ShopConfig, generate_shop
 
+    # no images: VBPR / FREEDOM use text only here (a model fitted without a feature cache does
+    # not find the shop's relative image paths; `shopsight featurize` does, beside the store)
     files = generate_shop(work / "shop", ShopConfig(n_users=1000, n_items=300, images=False))
     return _store_dataset(work / "shop.duckdb", files.data_files(), clean=True)
 
@@ -146,7 +168,13 @@ DATASETS: dict[str, Data] = {
     "ml100k": Data(
         "ml100k", "stratified-item-75-25", CF, _ml100k, "MovieLens-100K, stratified by item 75/25"
     ),
-    "shop": Data("shop", "random-811", CF, _shop, "synthetic shop 1,000 x 300, per-user 8:1:1"),
+    "shop": Data(
+        "shop",
+        "random-811",
+        (*CF, "vbpr", "freedom"),
+        _shop,
+        "synthetic shop 1,000 x 300, per-user 8:1:1 (VBPR / FREEDOM: text features)",
+    ),
     # LightGCN's full-graph step on 22k + 12k nodes is beyond a bounded run on shared cores;
     # SASRec (sequences) only here: its test part is scored from train + valid histories
     "beauty": Data(
@@ -252,7 +280,7 @@ def markdown(results: dict[str, Any]) -> str:
     """The model x dataset table (default, tuned, ratio) of a results file."""
     rows = results["results"]
     datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
-    models = [m for m in (*CF, "sasrec") if any(r["model"] == m for r in rows)]
+    models = [m for m in (*CF, "vbpr", "freedom", "sasrec") if any(r["model"] == m for r in rows)]
     cell: dict[tuple[str, str], dict[str, Any]] = {(r["model"], r["dataset"]): r for r in rows}
     head = ["model"] + [
         f"{d} ({DATASETS[d].protocol}, {next(r['metric'] for r in rows if r['dataset'] == d)})"
