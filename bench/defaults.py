@@ -27,6 +27,7 @@ Results go to ``bench/results/defaults.json``; :func:`markdown` renders the tabl
     python bench/defaults.py --quick                      # a few trials, cheap models
     python bench/defaults.py --table                      # print the table of the saved JSON
     python bench/defaults.py --refit-default --models als # only the defaults of saved cells
+    python bench/defaults.py --datasets beauty --models bpr --validate '{}' '{"l2": 0.03}'
 """
 
 from __future__ import annotations
@@ -272,6 +273,27 @@ def refit_default(
     }
 
 
+def validate(
+    data: Data, model: str, dataset: Any, lineage: Any, overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """The defaults with ``overrides``, scored on the search's validation split (the test part
+    is not touched): how the data-sized defaults were chosen."""
+    from shopsight.evaluation.tuning import Tuner
+
+    tuner = Tuner(model, SPACES[model], protocol=data.protocol, trials=1, seed=seed, cv_folds=1)
+    fold = tuner._folds(dataset, lineage)[0][0]
+    epochs: list[int] = []
+    score = tuner._score(
+        {**tuner.defaults, **overrides},
+        dataset,
+        fold.train,
+        fold.valid,
+        fold.early_stop,
+        on_epoch=lambda epoch, row: epochs.append(epoch),
+    )
+    return {"settings": overrides, "validation": score, "epochs_run": len(epochs)}
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
@@ -321,6 +343,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="refit only the defaults of the cells already in --out (keeps their tuned figure)",
     )
+    ap.add_argument(
+        "--validate",
+        nargs="+",
+        metavar="JSON",
+        help="score the defaults overridden by each JSON object on the validation split "
+        "only (e.g. '{}' '{\"l2\": 0.03}'), print, write nothing",
+    )
     args = ap.parse_args(argv)
     if args.table:
         print(markdown(json.loads(args.out.read_text())))
@@ -348,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: skipped ({exc})", file=sys.stderr)
                 continue
             for model in [m for m in wanted if m in data.models]:
+                if args.validate:
+                    for text in args.validate:
+                        row = validate(data, model, dataset, lineage, json.loads(text), args.seed)
+                        print(json.dumps({"dataset": name, "model": model, **row}), flush=True)
+                    continue
                 trials = args.trials or TRIALS[model]
                 if args.quick:
                     trials = min(trials, 2)

@@ -1,10 +1,11 @@
-"""Training threads on a shared machine: BPR seconds per epoch, idle and beside busy processes.
+"""Training threads on a shared machine: seconds per epoch, idle and beside busy processes.
 
 PyTorch's CPU ops run on an OpenMP pool of one thread per core, whose threads spin at each
 barrier. When other processes take the cores, a spinning thread waits for a descheduled
 sibling, and a model whose steps are many small ops (BPR: a 2,048-triple batch of 64 factors)
 slows down by an order of magnitude. This measures it: BPR on MovieLens-100K (``epochs`` per
-run, the defaults otherwise), each configuration in a fresh process (OpenMP reads its
+run, the defaults otherwise; SASRec idle too, for what passive waiting costs a model of large
+GEMMs), each configuration in a fresh process (OpenMP reads its
 environment once), idle and with ``--busy`` pure-Python busy loops beside it (started and
 stopped by this script, in its process group, so ``run_all`` does not count them as other
 load). Configurations: 1 thread, all cores, all cores with ``OMP_WAIT_POLICY=PASSIVE``.
@@ -34,20 +35,22 @@ WORKER = """
 import sys, time
 from shopsight.data.store import Store
 from shopsight.data.dataset import Dataset
-from shopsight.models.mf import BPR
+from shopsight.models.registry import create_model
 import torch
 with Store(sys.argv[1], read_only=True) as st:
     ds = Dataset.from_store(st)
-epochs = int(sys.argv[2])
+model, epochs = sys.argv[2], int(sys.argv[3])
 t = time.perf_counter()
-BPR(epochs=epochs, seed=0, patience=None).fit(ds)
+create_model(model, epochs=epochs, seed=0).fit(ds)
 print((time.perf_counter() - t) / epochs, torch.get_num_threads())
 """
 
 
-def run(store: Path, epochs: int, env: dict[str, str], timeout: float) -> dict[str, Any]:
+def run(
+    store: Path, model: str, epochs: int, env: dict[str, str], timeout: float
+) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-c", WORKER, str(store), str(epochs)],
+        [sys.executable, "-c", WORKER, str(store), model, str(epochs)],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -91,29 +94,43 @@ def main(argv: list[str] | None = None) -> int:
             ]
             try:
                 time.sleep(1.0 if busy else 0.0)
-                for name, env in configs.items():
-                    row: dict[str, Any] = {"config": name, "busy_processes": busy, "env": env}
-                    try:
-                        row.update(run(store, args.epochs, env, args.timeout))
-                    except subprocess.TimeoutExpired:
-                        row["error"] = f"over {args.timeout:.0f} s"
-                    rows.append(row)
-                    print(json.dumps(row), file=sys.stderr, flush=True)
+                # SASRec (large GEMMs) idle only: what passive waiting costs a heavier model
+                models = ("bpr", "sasrec") if not busy else ("bpr",)
+                for model in models:
+                    for name, env in configs.items():
+                        if model == "sasrec" and env.get("OMP_NUM_THREADS") == "1":
+                            continue
+                        row: dict[str, Any] = {
+                            "model": model,
+                            "config": name,
+                            "busy_processes": busy,
+                            "env": env,
+                        }
+                        try:
+                            row.update(run(store, model, args.epochs, env, args.timeout))
+                        except subprocess.TimeoutExpired:
+                            row["error"] = f"over {args.timeout:.0f} s"
+                        rows.append(row)
+                        print(json.dumps(row), file=sys.stderr, flush=True)
             finally:
                 for p in spinners:
                     p.kill()
                     p.wait()
-    base = next(r for r in rows if r["busy_processes"] == 0 and r["config"] == f"{cores} threads")
     for r in rows:
-        if "seconds_per_epoch" in r:
+        base = next(
+            b
+            for b in rows
+            if (b["model"], b["busy_processes"], b["config"]) == (r["model"], 0, f"{cores} threads")
+        )
+        if "seconds_per_epoch" in r and "seconds_per_epoch" in base:
             r["vs_idle_all_cores"] = r["seconds_per_epoch"] / base["seconds_per_epoch"]
     out = {
         "benchmark": "threads",
-        "model": "bpr",
         "dataset": "movielens-100k",
         "epochs": args.epochs,
         "cores": cores,
         "columns": [
+            "model",
             "config",
             "busy_processes",
             "torch_threads",

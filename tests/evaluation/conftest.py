@@ -15,6 +15,8 @@ from shopsight.data.ingest import ingest_files
 from shopsight.data.store import Store
 from shopsight.data.synthetic import ShopConfig, generate_shop
 from shopsight.evaluation.protocols import Lineage, lineage_from_store
+from shopsight.models import registry
+from shopsight.models.base import FloatArray, IntArray, Recommender
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -82,3 +84,54 @@ def ml100k(tmp_path_factory: pytest.TempPathFactory) -> Built:
     built = _build(folder, [src / "u.item", src / "u.user", src / "u.data"])
     built.folder = src
     return built
+
+
+class NextOfLast(Recommender):
+    """A toy sequential model: scores item ``last + 1`` of the user's sequence highest
+    (``boost`` only gives a search something to vary)."""
+
+    name = "test_next_of_last"
+
+    def __init__(self, boost: float = 1.0, seed: int = 0) -> None:
+        self.boost = boost
+        self.seed = seed
+
+    def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
+        self.seqs_ = dataset.sequences()
+
+    def _scores_for(self, seqs: list[np.ndarray]) -> FloatArray:
+        out = np.zeros((len(seqs), self.n_items_), np.float32)
+        for r, s in enumerate(seqs):
+            if len(s) and s[-1] + 1 < self.n_items_:
+                out[r, s[-1] + 1] = self.boost
+        return out
+
+    def _score(self, users: IntArray) -> FloatArray:
+        return self._scores_for([self.seqs_[u] for u in users])
+
+    def score_sequences(self, sequences, events=None) -> FloatArray:
+        return self._scores_for([np.asarray(s) for s in sequences])
+
+
+@pytest.fixture
+def next_of_last(monkeypatch: pytest.MonkeyPatch) -> Dataset:
+    """Registers ``test_next_of_last`` for one test (the contract suite runs every *registered*
+    model) and returns data on which it is always right if, and only if, it reads the
+    validation item as part of the history at test time: each user reads items 0, 1, 2, ...
+    in order."""
+    monkeypatch.setitem(registry._MODELS, NextOfLast.name, NextOfLast)
+    users: list[int] = []
+    items: list[int] = []
+    ts: list[int] = []
+    for u in range(20):
+        n = 4 + u % 3
+        users += [u] * n
+        items += list(range(u % 5, u % 5 + n))
+        ts += list(range(n))
+    return Dataset.from_arrays(
+        user_ids=[f"u{u:02d}" for u in range(20)],
+        item_ids=[f"i{i:02d}" for i in range(12)],
+        user=users,
+        item=items,
+        timestamp=ts,
+    )

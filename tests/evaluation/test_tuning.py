@@ -190,51 +190,12 @@ def test_epoch_models_are_pruned_by_their_intermediate_metric(small_shop, tmp_pa
     assert max(t.params["quality"] for t in pruned) < max(t.params["quality"] for t in complete)
 
 
-class _NextOfLastTuned(Recommender):
-    """A toy sequential model: item ``last + 1`` of the user's sequence first (``boost`` only
-    gives the search something to vary)."""
-
-    name = "test_tuned_next_of_last"
-
-    def __init__(self, boost: float = 1.0, seed: int = 0) -> None:
-        self.boost = boost
-        self.seed = seed
-
-    def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
-        self.seqs_ = dataset.sequences()
-
-    def _scores_for(self, seqs: list[np.ndarray]) -> FloatArray:
-        out = np.zeros((len(seqs), self.n_items_), np.float32)
-        for r, s in enumerate(seqs):
-            if len(s) and s[-1] + 1 < self.n_items_:
-                out[r, s[-1] + 1] = self.boost
-        return out
-
-    def _score(self, users: IntArray) -> FloatArray:
-        return self._scores_for([self.seqs_[u] for u in users])
-
-    def score_sequences(self, sequences, events=None) -> FloatArray:
-        return self._scores_for([np.asarray(s) for s in sequences])
-
-
-def test_test_part_of_leave_one_out_gives_sequential_models_the_validation_item(monkeypatch):
+def test_test_part_of_leave_one_out_gives_sequential_models_the_validation_item(next_of_last):
     """As ``evaluate`` does: on the test part the history is train + valid, so next-of-last is
     always right; scored from the training sequences alone it would never be."""
-    monkeypatch.setitem(registry._MODELS, _NextOfLastTuned.name, _NextOfLastTuned)
-    users, items, ts = [], [], []
-    for u in range(20):
-        n = 4 + u % 3
-        users += [u] * n
-        items += list(range(u % 5, u % 5 + n))
-        ts += list(range(n))
-    ds = Dataset.from_arrays(
-        user_ids=[f"u{u:02d}" for u in range(20)],
-        item_ids=[f"i{i:02d}" for i in range(12)],
-        user=users,
-        item=items,
-        timestamp=ts,
-    )
     space = {"boost": {"type": "float", "low": 0.5, "high": 2.0}}
-    summary = Tuner(_NextOfLastTuned.name, space, protocol="leave-one-out", trials=2).run(ds)
+    summary = Tuner("test_next_of_last", space, protocol="leave-one-out", trials=2).run(
+        next_of_last
+    )
     assert summary["validation"]["default"] == 1.0  # valid: the history is train
     assert summary["test"] == {"default": 1.0, "best": 1.0, "improvement": 0.0}

@@ -539,24 +539,7 @@ class Experiment:
         truth = p.truth(test)
         exclude = p.exclusion(train, valid)
         users = p.eval_users(train, truth)
-        scorer: Any = model
-        if (
-            p.history == "train+valid"
-            and valid is not None
-            and len(valid)
-            and hasattr(model, "score_sequences")
-        ):
-            scorer = sequence_scorer(
-                model,
-                dataset.subset(
-                    np.concatenate(
-                        [
-                            split.train,
-                            split.valid if split.valid is not None else np.zeros(0, np.int64),
-                        ]
-                    )
-                ),
-            )
+        scorer = scorer_for_test_part(model, p, dataset, split.train, split.valid)
         train_seen = (train.matrix() > 0).astype(np.float32)
         item_counts = np.asarray(train_seen.sum(axis=0)).ravel()
         n_train_users = int(np.count_nonzero(np.asarray(train_seen.sum(axis=1)).ravel()))
@@ -716,6 +699,25 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return [float(x) for x in out]
+
+
+def scorer_for_test_part(
+    model: Any,
+    protocol: Any,
+    dataset: Dataset,
+    train_rows: npt.NDArray[np.int64],
+    valid_rows: npt.NDArray[np.int64] | None,
+) -> Any:
+    """What scores the test part: ``model`` itself, or, for a sequential model under a protocol
+    whose test-time history is train + valid, a :func:`sequence_scorer` over those rows."""
+    if (
+        protocol.history == "train+valid"
+        and valid_rows is not None
+        and len(valid_rows)
+        and hasattr(model, "score_sequences")
+    ):
+        return sequence_scorer(model, dataset.subset(np.concatenate([train_rows, valid_rows])))
+    return model
 
 
 def sequence_scorer(model: Any, history: Dataset) -> Callable[[npt.NDArray[np.int64]], np.ndarray]:

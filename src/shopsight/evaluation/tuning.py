@@ -54,6 +54,7 @@ from shopsight.evaluation.experiment import (
     evaluate_rating,
     model_class,
     parse_model_spec,
+    scorer_for_test_part,
 )
 from shopsight.evaluation.protocols import Lineage, Protocol, load_protocol
 from shopsight.evaluation.ranking import evaluate_ranking
@@ -279,12 +280,12 @@ class Tuner:
         eval_rows: np.ndarray,
         early_rows: np.ndarray | None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-        history_rows: np.ndarray | None = None,
+        test_valid_rows: np.ndarray | None = None,
     ) -> float:
-        """Fit on ``train_rows`` and return the metric on ``eval_rows``. A sequential model
-        scores from each user's sequence in ``history_rows`` when given (the test part of a
-        protocol whose test-time history is train + valid, as ``evaluate`` does), with those
-        rows' items excluded too."""
+        """Fit on ``train_rows`` and return the metric on ``eval_rows``. Scoring a test part,
+        ``test_valid_rows`` is its validation part: a sequential model then reads it as
+        history, as ``evaluate`` does (:func:`scorer_for_test_part`), and its items are
+        excluded too."""
         from shopsight.training.trainer import training_run
 
         p = self.protocol
@@ -299,13 +300,8 @@ class Tuner:
             return float(values[self.metric])
         truth = p.truth(target)
         names, cut = M.parse_metrics([self.metric])
-        scorer: Any = model
-        seen_valid = None
-        if history_rows is not None and hasattr(model, "score_sequences"):
-            from shopsight.evaluation.experiment import sequence_scorer
-
-            scorer = sequence_scorer(model, dataset.subset(history_rows))
-            seen_valid = early
+        scorer = scorer_for_test_part(model, p, dataset, train_rows, test_valid_rows)
+        seen_valid = early if scorer is not model else None
         res = evaluate_ranking(
             scorer,
             truth,
@@ -491,17 +487,10 @@ class Tuner:
         if test:
             self._say("fitting defaults and best on the training part, scoring the test part")
             early = outer.valid if outer.valid is not None and len(outer.valid) else None
-            history = (
-                np.concatenate([outer.train, early])
-                if early is not None and self.protocol.history == "train+valid"
-                else None
-            )
             d_test = self._score(
-                self.defaults, dataset, outer.train, outer.test, early, None, history
+                self.defaults, dataset, outer.train, outer.test, early, None, early
             )
-            b_test = self._score(
-                best_params, dataset, outer.train, outer.test, early, None, history
-            )
+            b_test = self._score(best_params, dataset, outer.train, outer.test, early, None, early)
             out["test"] = {"default": d_test, "best": b_test, "improvement": b_test - d_test}
         out["seconds"] = time.perf_counter() - t0
         return out

@@ -170,11 +170,11 @@ class ALS(Recommender):
 
     @property
     def _factors(self) -> int:
-        return int(getattr(self, "resolved_", self.get_params())["factors"])
+        return int(_resolved(self)["factors"])
 
     @property
     def _l2(self) -> float:
-        return float(getattr(self, "resolved_", self.get_params())["l2"])
+        return float(_resolved(self)["l2"])
 
     def _validate(self) -> None:
         _check("factors", self.factors, _is_auto_or(self.factors, 1), "'auto' or an integer >= 1")
@@ -661,9 +661,7 @@ class BPR(Recommender):
 
     def train_config(self) -> TrainConfig:
         # many small steps per fit on MovieLens-100K: the fused step's cost shows
-        return TrainConfig.from_params(
-            getattr(self, "resolved_", self.get_params()), fused_optimizer=True
-        )
+        return TrainConfig.from_params(_resolved(self), fused_optimizer=True)
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
         _check("batch_size", self.batch_size, _is_int(self.batch_size, 1), "an integer >= 1")
@@ -724,7 +722,7 @@ class BPR(Recommender):
             self.item_bias_,
             items,
             transform_weights(weights, self.positive_weighting).astype(np.float32),
-            l2=float(getattr(self, "resolved_", self.get_params())["l2"]),
+            l2=float(_resolved(self)["l2"]),
             seed=self.seed,
         )
         return (u @ self._items_t + self.item_bias_).astype(np.float32)
@@ -754,6 +752,12 @@ class BPR(Recommender):
             out["resolved"] = self.resolved_
             out["data_shape"] = self.data_shape_.to_dict()
         return out
+
+
+def _resolved(model: Recommender) -> dict[str, Any]:
+    """The parameters a fitted (or loaded) model used, ``"auto"`` resolved; before ``fit``, its
+    parameters as given."""
+    return dict(getattr(model, "resolved_", model.get_params()))
 
 
 def _is_int(value: Any, low: int) -> bool:

@@ -11,11 +11,9 @@ values are recorded in the saved model):
 - **factors** follow the evidence per vector and the catalogue, whichever asks more: about 2
   per training pair behind a user or item vector (``interactions / (users + items)``) or ALS's
   ``2 sqrt(items)``, a power of two in [64, 256]. MovieLens-100K (29 pairs a vector, 1,682
-  items) and the shop get 64; Amazon Beauty (4.5 pairs a vector, 12,101 items) 256: on its
-  validation split, at ``l2`` 0.025 and ``lr`` 0.003, 64 factors scored NDCG@10 0.0252, 128
-  0.0293 and 256 0.0322 (32 at ``l2`` 0.03: 0.0219; a 6-trial search's best, 211 factors with
-  its own l2 and lr, 0.0329). The evidence rule alone gave Beauty the floor, where the catalogue is what
-  needs the capacity, as for ALS.
+  items) and the shop get 64; Amazon Beauty (4.5 pairs a vector, 12,101 items) 256. The
+  evidence rule alone gave Beauty its floor, where the catalogue is what needs the capacity,
+  as for ALS.
 - **epochs** give every fit the same number of optimiser steps (2,200 batches of 2,048
   triples, 60 epochs on MovieLens-100K's 75,000 training pairs): an epoch of a large dataset
   is many steps and needs few passes, an epoch of a small one a handful of steps; within
@@ -25,13 +23,13 @@ values are recorded in the saved model):
   with 28 or more pairs behind a vector and grows as ``sqrt(28 / pairs_per_vector)`` below
   that: the per-sample penalty scales with a vector's degree exactly as its data term does, so
   it cannot tell a vector with 4 pairs, which needs the prior more, from one with 40. 0.01 on
-  MovieLens-100K and the shop, 0.025 on Amazon Beauty, where 0.01 scored 0.0159 NDCG@10 on the
-  validation split, 0.03 0.0219 and 0.1 0.0168 (32 factors), and 0.025 with 64 factors
-  0.0252.
+  MovieLens-100K and the shop, 0.025 on Amazon Beauty.
 
 Adam's step size (``lr`` 0.003) is fixed on purpose: it does not depend on the scale of the
-gradients, and doubling it lost 2% on MovieLens-100K's and 5% on the shop's validation split
-while gaining 6% on Beauty's, too uneven for a rule.
+gradients. The validation figures behind these choices (Beauty: the former 32 factors / l2
+0.01 scored NDCG@10 0.0159, 256 / 0.025 scores 0.0322; doubling ``lr`` loses 1.3% on
+MovieLens-100K and 4.4% on the shop) are in BENCHMARKS.md, from ``bench/defaults.py
+--validate``.
 
 **ALS** (:class:`~shopsight.models.mf.ALS`) takes ``"auto"`` for ``factors`` and ``l2``:
 
