@@ -490,3 +490,33 @@ def test_shared_datasets_built_once_and_waited_for(store, tmp_path):
     slow = shared_datasets(tmp_path / "slow", is_main=False, wait_s=0.5)
     with slow, pytest.raises(DatasetError, match="no dataset from the main process after"):
         Dataset.from_store(store)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 64, 1 << 22])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_user_sorted_csr_equals_scipy(chunk_rows: int, weighted: bool) -> None:
+    # The chunked builder behind Dataset.matrix / implicit and the protocols' pairs: the same
+    # matrix as scipy's COO route (sorted indices, duplicates summed), chunks ending anywhere.
+    import scipy.sparse as sp
+
+    from shopsight.data.dataset import user_sorted_csr
+
+    rng = np.random.default_rng(chunk_rows)
+    user = np.sort(rng.integers(0, 40, 2500))
+    item = rng.integers(0, 25, 2500)
+    data = rng.integers(0, 9, 2500).astype(np.float32) if weighted else None
+    got = user_sorted_csr(user, item, (45, 25), data, chunk_rows=chunk_rows)
+    ref = sp.csr_matrix(
+        (np.ones(2500, np.float32) if data is None else data, (user, item)), shape=(45, 25)
+    )
+    ref.sum_duplicates()
+    got.check_format(full_check=True)
+    assert got.dtype == np.float32 and got.has_sorted_indices
+    assert np.array_equal(got.indptr, ref.indptr) and np.array_equal(got.indices, ref.indices)
+    assert np.array_equal(got.data, ref.data)
+    # rows out of user order: the scipy route, same result
+    perm = rng.permutation(2500)
+    again = user_sorted_csr(user[perm], item[perm], (45, 25), None if data is None else data[perm])
+    assert (again != ref).nnz == 0
+    empty = user_sorted_csr(np.zeros(0, np.int64), np.zeros(0, np.int64), (3, 4))
+    assert empty.shape == (3, 4) and empty.nnz == 0

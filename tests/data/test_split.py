@@ -172,6 +172,37 @@ class TestLeaveLastOut:
         with pytest.raises(SplitError):
             leave_last_out(user, ts, k=0)
 
+    @pytest.mark.parametrize("k,valid_k,min_train", [(1, 1, 1), (2, 1, 1), (1, 0, 1), (3, 2, 0)])
+    def test_sorted_log_path_equals_the_sorting_path(self, monkeypatch, k, valid_k, min_train):
+        # A Dataset's log (sorted by user, then time, with ties) takes the no-sort path; it
+        # must give exactly the rows the general (lexsort) path gives.
+        import shopsight.data.split as S
+
+        rng = np.random.default_rng(k * 10 + valid_k)
+        user = np.sort(rng.integers(0, 50, 3000))
+        ts = rng.integers(0, 6, 3000)  # many same-time rows: row order decides
+        order = np.lexsort((ts, user))
+        user, ts = user[order], ts[order]
+        assert S._sorted_by_group(user, ts)
+        fast = leave_last_out(user, ts, k=k, valid_k=valid_k, min_train=min_train)
+        monkeypatch.setattr(S, "_sorted_by_group", lambda *a, **kw: False)
+        slow = leave_last_out(user, ts, k=k, valid_k=valid_k, min_train=min_train)
+        for part in ("train", "valid", "test"):
+            a, b = getattr(fast, part), getattr(slow, part)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.dtype == b.dtype == np.int64 and np.array_equal(a, b)
+        assert fast.params == slow.params
+
+    def test_unsorted_or_sparse_ids_take_the_sorting_path(self):
+        import shopsight.data.split as S
+
+        assert not S._sorted_by_group(np.array([1, 0]), np.array([0, 0]))
+        assert not S._sorted_by_group(np.array([0, 0]), np.array([2, 1]))
+        assert not S._sorted_by_group(np.array([0, 10**12]), np.array([0, 0]))  # bincount size
+        s = leave_last_out(np.array([0, 10**12, 10**12]), np.array([1, 1, 2]), valid_k=0)
+        assert s.test.tolist() == [2]
+
 
 class TestKFold:
     @pytest.mark.parametrize("per_user", [False, True])

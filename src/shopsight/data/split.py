@@ -57,7 +57,9 @@ class Split:
             arr = getattr(self, part)
             if arr is None:
                 continue
-            arr = np.sort(np.asarray(arr, dtype=np.int64).ravel())
+            arr = np.asarray(arr).ravel()
+            if arr.dtype != np.int64 or (len(arr) > 1 and bool(np.any(arr[1:] < arr[:-1]))):
+                arr = np.sort(arr.astype(np.int64))  # already sorted: kept, not copied (10^8 rows)
             object.__setattr__(self, part, arr)
 
     @property
@@ -176,6 +178,53 @@ def _group_ranks(group: np.ndarray, order_key: np.ndarray) -> tuple[IntArray, In
     rank[order] = rank_sorted
     size[order] = size_sorted
     return order, rank, size
+
+
+def _sorted_by_group(group: np.ndarray, order_key: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether rows are already sorted by (non-negative integer group, order_key), checked a
+    chunk at a time (a Dataset's log is sorted by user then time)."""
+    n = len(group)
+    if not n or not np.issubdtype(group.dtype, np.integer):
+        return False
+    if not np.issubdtype(np.asarray(order_key[:1]).dtype, np.number):
+        return False
+    if int(group[n - 1]) > 16 * n + 1024:  # sparse ids: the per-group counts would be large
+        return False
+    for start in range(0, n, chunk):
+        g = np.asarray(group[start : start + chunk + 1])
+        t = np.asarray(order_key[start : start + chunk + 1])
+        dg = np.diff(g)
+        if g[0] < 0 or (dg < 0).any() or ((dg == 0) & (np.diff(t) < 0)).any():
+            return False
+    return True
+
+
+def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """The concatenation of ``range(s, s + l)`` over the pairs, as one index array."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    offsets = np.repeat(np.asarray(starts, np.int64) - (np.cumsum(lengths) - lengths), lengths)
+    return offsets + np.arange(total, dtype=np.int64)
+
+
+def _last_rows_by_group(
+    group: np.ndarray, k: int, valid_k: int, min_train: int
+) -> npt.NDArray[np.int8]:
+    """Part per row (0 train, 1 valid, 2 test; 1 test without valid) of leave_last_out for rows
+    sorted by (group, time): each group's last rows, taken from the group's end."""
+    size = np.bincount(np.asarray(group, np.int64)) if len(group) else np.zeros(0, np.int64)
+    end = np.cumsum(size)
+    n_test = np.clip(size - min_train, 0, k)
+    n_valid = np.clip(size - min_train - n_test, 0, valid_k)
+    part = np.zeros(len(group), np.int8)
+    if valid_k:
+        part[_ranges(end - n_test - n_valid, n_valid)] = 1
+        part[_ranges(end - n_test, n_test)] = 2
+    else:
+        part[_ranges(end - n_test, n_test)] = 1
+    return part
 
 
 def _assign(fraction: np.ndarray, ratios: list[float]) -> np.ndarray:
@@ -344,6 +393,10 @@ def leave_last_out(
         raise SplitError(
             f"need k >= 1, valid_k >= 0, min_train >= 0 (got {k}, {valid_k}, {min_train})"
         )
+    params = {"k": int(k), "valid_k": int(valid_k), "min_train": int(min_train)}
+    if _sorted_by_group(users, ts):  # a Dataset's log: no sort, one byte a row
+        part8 = _last_rows_by_group(users, k, valid_k, min_train)
+        return _from_parts(part8, 3 if valid_k else 2, "leave_last_out", params)
     _, rank, size = _group_ranks(users, ts)
     from_end = size - 1 - rank  # 0 for a user's last row
     n_test = np.clip(size - min_train, 0, k)
@@ -351,7 +404,6 @@ def leave_last_out(
     part = np.zeros(n, dtype=np.int64)
     in_test = from_end < n_test
     in_valid = ~in_test & (from_end < n_test + n_valid)
-    params = {"k": int(k), "valid_k": int(valid_k), "min_train": int(min_train)}
     if valid_k:
         part[in_valid] = 1
         part[in_test] = 2

@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -71,7 +72,7 @@ import scipy.sparse as sp
 
 from shopsight.config import read_mapping
 from shopsight.data import split as S
-from shopsight.data.dataset import EVENT_CODE, Dataset
+from shopsight.data.dataset import EVENT_CODE, Dataset, user_sorted_csr
 from shopsight.errors import InputError
 from shopsight.evaluation import metrics as M
 
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+Labels = npt.NDArray[np.signedinteger[Any]]  # part per row (TRAIN, VALID, TEST, NONE)
 
 RATING_EVENTS: Final[tuple[int, ...]] = (EVENT_CODE["rate"], EVENT_CODE["review"])
 ML100K_FOLDS: Final[tuple[str, ...]] = tuple(f"u{k}.test" for k in range(1, 6))
@@ -186,35 +188,60 @@ def lineage_from_store(store: Store, dataset: Dataset) -> Lineage:
 # =============================================================================================
 
 
-@dataclass(frozen=True)
-class _View:
-    """Some rows of a dataset (``rows`` index the full dataset) with their file order."""
+class _Column:
+    """A dataset column seen through a :class:`_View`, taken when first read, then kept."""
 
-    rows: IntArray
-    user: IntArray
-    item: IntArray
-    event: npt.NDArray[np.int8]
-    timestamp: IntArray
-    value: npt.NDArray[np.float64]
-    ts_ordinal: BoolArray
-    order: IntArray  # file position (ranks are what matters)
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, view: _View, owner: type | None = None) -> npt.NDArray[Any]:
+        value: npt.NDArray[Any] = np.asarray(view._column(self.name))
+        view.__dict__[self.name] = value  # later reads find it on the instance
+        return value
+
+
+class _View:
+    """Some rows of a dataset (``rows`` index the full dataset; None: all of them) with their
+    file order. Columns are taken when first read, and a view of all rows reads the dataset's
+    own (possibly memory-mapped) arrays: a leave-one-out split of 200 M rows needs only users
+    and timestamps, not a copy of the whole log."""
+
+    def __init__(self, ds: Dataset, rows: IntArray | None, order: IntArray | None) -> None:
+        self._ds, self._rows, self._order = ds, rows, order
+        self._n = len(ds) if rows is None else len(rows)
 
     @classmethod
-    def of(cls, ds: Dataset, rows: IntArray, lineage: Lineage | None) -> _View:
+    def of(cls, ds: Dataset, rows: IntArray | None, lineage: Lineage | None) -> _View:
         order = lineage.order if lineage is not None and lineage.order is not None else None
-        return cls(
-            rows=rows,
-            user=ds.user[rows],
-            item=ds.item[rows],
-            event=ds.event[rows],
-            timestamp=ds.timestamp[rows],
-            value=ds.value[rows],
-            ts_ordinal=ds.ts_ordinal[rows],
-            order=(order[rows] if order is not None else rows.copy()),
-        )
+        return cls(ds, rows, order)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _column(self, name: str) -> Any:
+        col = getattr(self._ds, name)
+        return col if self._rows is None else col[self._rows]
+
+    @cached_property
+    def rows(self) -> IntArray:
+        return np.arange(self._n, dtype=np.int64) if self._rows is None else self._rows
+
+    user = _Column()
+    item = _Column()
+    event = _Column()
+    timestamp = _Column()
+    value = _Column()
+    ts_ordinal = _Column()
+
+    @cached_property
+    def order(self) -> IntArray:
+        """File position of each row (ranks are what matters)."""
+        if self._order is None:
+            return self.rows.copy()
+        return self._order if self._rows is None else self._order[self._rows]
 
     def take(self, mask: BoolArray) -> _View:
-        return _View(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+        return _View(self._ds, self.rows[mask], self._order)
 
     @property
     def file_rows(self) -> IntArray:
@@ -234,12 +261,12 @@ def _norm_ratio(ratio: Any) -> list[float]:
 
 def _ms_stratified(
     v: _View, ratio: Any = 0.75, by: str = "user", min_rating: int = 1, seed: int = 42
-) -> list[IntArray]:
+) -> list[Labels]:
     """Microsoft Recommenders' ``python_stratified_split`` (rank <= round(cum ratio * count))."""
     if by not in ("user", "item"):
         raise ProtocolError(f"ms_stratified: by must be 'user' or 'item', got {by!r}")
     ratios = _norm_ratio(ratio)
-    n = len(v.rows)
+    n = len(v)
     rnd = np.empty(n)
     rnd[v.file_rows] = np.random.RandomState(int(seed)).rand(n)  # np.random.seed(seed); rand(n)
     group = v.item if by == "item" else v.user
@@ -265,11 +292,11 @@ def _ms_stratified(
     return [labels]
 
 
-def _sklearn_random(v: _View, train_size: float = 0.75, seed: int = 42) -> list[IntArray]:
+def _sklearn_random(v: _View, train_size: float = 0.75, seed: int = 42) -> list[Labels]:
     """scikit-learn ``train_test_split(train_size, random_state=seed)`` over rows in file order."""
     from sklearn.model_selection import train_test_split
 
-    n = len(v.rows)
+    n = len(v)
     pos = np.arange(n)
     tr, te = train_test_split(pos, train_size=train_size, random_state=int(seed))
     labels = np.full(n, NONE, np.int64)
@@ -285,9 +312,9 @@ def _cornac_ratio(
     val_size: float = 0.0,
     seed: int = 123,
     exclude_unknowns: bool = True,
-) -> list[IntArray]:
+) -> list[Labels]:
     """Cornac ``RatioSplit``: ``RandomState(seed).permutation`` of rows in file order."""
-    n = len(v.rows)
+    n = len(v)
     n_test = math.ceil(test_size * n) if test_size < 1 else int(test_size)
     n_val = math.ceil(val_size * n) if val_size < 1 else int(val_size)
     if n_test + n_val >= n or n_test < 1:
@@ -318,7 +345,7 @@ def _rating_rows(v: _View) -> BoolArray:
 
 def _surprise_kfold(
     v: _View, n_folds: int = 5, seed: int = 0, ratings_only: bool = True
-) -> list[IntArray]:
+) -> list[Labels]:
     """Surprise ``KFold(n_splits, shuffle=True, random_state=seed)`` over the (rating) rows.
 
     The unit dealt into folds is a (user, item) pair, in file order of its first row, so that
@@ -327,10 +354,10 @@ def _surprise_kfold(
     """
     if n_folds < 2:
         raise ProtocolError(f"kfold: n_folds must be >= 2, got {n_folds}")
-    eligible = _rating_rows(v) if ratings_only else np.ones(len(v.rows), bool)
+    eligible = _rating_rows(v) if ratings_only else np.ones(len(v), bool)
     local = np.flatnonzero(eligible)
     local = local[np.argsort(v.order[local], kind="stable")]  # file order
-    n_cols = int(v.item.max()) + 1 if len(v.rows) else 1
+    n_cols = int(v.item.max()) + 1 if len(v) else 1
     _, first, inverse = np.unique(
         v.user[local] * np.int64(n_cols) + v.item[local], return_index=True, return_inverse=True
     )
@@ -352,13 +379,13 @@ def _surprise_kfold(
         fold_of[idx[start:stop]] = f
     out = []
     for f in range(n_folds):
-        labels = np.full(len(v.rows), TRAIN, np.int64)
+        labels = np.full(len(v), TRAIN, np.int64)
         labels[local[fold_of[unit] == f]] = TEST
         out.append(labels)
     return out
 
 
-def _official_ml100k_folds(ds: Dataset, lineage: Lineage | None) -> list[IntArray] | None:
+def _official_ml100k_folds(ds: Dataset, lineage: Lineage | None) -> list[Labels] | None:
     """Labels of the official MovieLens-100K ``u1..u5`` folds, when the dataset is ML-100K."""
     folder = lineage.ml100k_dir if lineage is not None else None
     if folder is None:
@@ -396,7 +423,7 @@ def _official_ml100k_folds(ds: Dataset, lineage: Lineage | None) -> list[IntArra
 def _k_core(v: _View, core: int) -> BoolArray:
     """Rows kept by the iterative k-core filter: every kept user and item has at least ``core``
     distinct partners among the kept rows."""
-    n = len(v.rows)
+    n = len(v)
     keep = np.ones(n, bool)
     if not n:
         return keep
@@ -412,8 +439,14 @@ def _k_core(v: _View, core: int) -> BoolArray:
         keep = new
 
 
-def _from_split(split: S.Split, n: int) -> list[IntArray]:
-    labels = np.full(n, NONE, np.int64)
+def _labelled(labels: Labels, rows: IntArray | None, label: int) -> IntArray:
+    """Dataset rows whose label is ``label`` (``rows`` None: label i belongs to row i)."""
+    hit = labels == label
+    return np.flatnonzero(hit).astype(np.int64) if rows is None else rows[hit]
+
+
+def _from_split(split: S.Split, n: int) -> list[Labels]:
+    labels = np.full(n, NONE, np.int8)  # one byte a row: logs run to 10^8 rows
     labels[split.train] = TRAIN
     labels[split.test] = TEST
     if split.valid is not None:
@@ -421,10 +454,10 @@ def _from_split(split: S.Split, n: int) -> list[IntArray]:
     return [labels]
 
 
-def _library_split(method: str, v: _View, params: Mapping[str, Any], seed: int) -> list[IntArray]:
+def _library_split(method: str, v: _View, params: Mapping[str, Any], seed: int) -> list[Labels]:
     """The splitters of :mod:`shopsight.data.split`, with the run's seed where they take one."""
     p = dict(params)
-    n = len(v.rows)
+    n = len(v)
     try:
         if method == "random":
             return _from_split(S.random_split(n, seed=int(p.pop("seed", seed)), **p), n)
@@ -585,8 +618,7 @@ class Protocol:
         self, dataset: Dataset, seed: int = 0, lineage: Lineage | None = None
     ) -> list[S.Split]:
         """The split(s) of ``dataset`` for one run (several for k-fold)."""
-        rows = np.arange(len(dataset), dtype=np.int64)
-        return self._splits_of(dataset, rows, seed, lineage, allow_files=True)
+        return self._splits_of(dataset, None, seed, lineage, allow_files=True)
 
     def inner_splits(
         self,
@@ -600,12 +632,18 @@ class Protocol:
         return self._splits_of(dataset, rows, seed, lineage, allow_files=False)
 
     def _splits_of(
-        self, ds: Dataset, rows: IntArray, seed: int, lineage: Lineage | None, allow_files: bool
+        self,
+        ds: Dataset,
+        rows: IntArray | None,
+        seed: int,
+        lineage: Lineage | None,
+        allow_files: bool,
     ) -> list[S.Split]:
+        """``rows``: the dataset rows to split (None: all of them)."""
         v = _View.of(ds, rows, lineage)
         params = dict(self.split_params)
         core = params.pop("core", None)
-        keep = np.ones(len(rows), bool)
+        keep: BoolArray | None = None
         if core:
             keep = _k_core(v, int(core))
             v = v.take(keep)
@@ -619,7 +657,7 @@ class Protocol:
             files = params.pop("files", "auto")
             n_folds = int(params.pop("n_folds", 5))
             labels_list = None
-            if allow_files and files == "auto" and len(rows) == len(ds) and not core:
+            if allow_files and files == "auto" and rows is None and not core:
                 labels_list = _official_ml100k_folds(ds, lineage)
                 if labels_list is not None and n_folds != 5:
                     raise ProtocolError("the official MovieLens-100K folds are 5")
@@ -651,20 +689,19 @@ class Protocol:
             if method not in ("temporal", "leave_last_out"):
                 info.setdefault("seed", int(params.get("seed", seed)))
         out = []
-        full_rows = rows[keep]
+        full_rows = v.rows if keep is not None else rows  # None: every dataset row, in order
         for f, labels in enumerate(labels_list):
-            if len(labels) != len(full_rows):  # official folds label the whole dataset
-                full_labels = labels
-                part_rows = np.arange(len(ds), dtype=np.int64)
+            if len(labels) != len(v):  # official folds label the whole dataset
+                full_labels, part_rows = labels, None
             else:
                 full_labels, part_rows = labels, full_rows
             three = bool((full_labels == VALID).any()) or self._has_valid_part()
             params_f = dict(info, fold=f) if len(labels_list) > 1 else dict(info)
             out.append(
                 S.Split(
-                    train=part_rows[full_labels == TRAIN],
-                    test=part_rows[full_labels == TEST],
-                    valid=part_rows[full_labels == VALID] if three else None,
+                    train=_labelled(full_labels, part_rows, TRAIN),
+                    test=_labelled(full_labels, part_rows, TEST),
+                    valid=_labelled(full_labels, part_rows, VALID) if three else None,
                     name=self.name,
                     params=params_f,
                 )
@@ -690,18 +727,26 @@ class Protocol:
         keep = self.relevant_rows(test)
         return _pairs(test.user[keep], test.item[keep], test.shape)
 
-    def exclusion(self, train: Dataset, valid: Dataset | None) -> sp.csr_matrix | None:
-        """Users x items to mask at test time (see ``exclude``)."""
+    def exclusion(
+        self, train: Dataset, valid: Dataset | None, train_pairs: sp.csr_matrix | None = None
+    ) -> sp.csr_matrix | None:
+        """Users x items to mask at test time (see ``exclude``). ``train_pairs``: the training
+        part's binary pairs if the caller has them (reused, not rebuilt)."""
         if self.exclude == "none":
             return None
         if self.exclude == "train_relevant":
             keep = self.relevant_rows(train)
             return _pairs(train.user[keep], train.item[keep], train.shape)
-        m = _pairs(train.user, train.item, train.shape)
+        m = train_pairs if train_pairs is not None else _pairs(train.user, train.item, train.shape)
         if self.exclude == "train+valid" and valid is not None and len(valid):
             m = (m + _pairs(valid.user, valid.item, valid.shape)).tocsr()
             m.data[:] = 1.0
         return m
+
+    @staticmethod
+    def pairs(part: Dataset) -> sp.csr_matrix:
+        """Users x items, 1 for every (user, item) pair of ``part``."""
+        return _pairs(part.user, part.item, part.shape)
 
     def candidate_mask(self, train: Dataset, test: Dataset) -> BoolArray | None:
         """Items that may be ranked, or ``None`` for the whole catalogue."""
@@ -720,8 +765,7 @@ class Protocol:
 
 
 def _pairs(user: IntArray, item: IntArray, shape: tuple[int, int]) -> sp.csr_matrix:
-    m = sp.csr_matrix((np.ones(len(user), np.float32), (user, item)), shape=shape)
-    m.sum_duplicates()
+    m = user_sorted_csr(user, item, shape)
     m.data[:] = 1.0
     return m
 

@@ -227,11 +227,23 @@ def _binary_csr(m: sp.spmatrix | None, shape: tuple[int, int], what: str) -> sp.
         raise EvaluationError(f"{what} has {c.shape[1]} item columns, expected {shape[1]}")
     if c.shape[0] < shape[0]:  # fewer user rows: pad (users beyond have nothing)
         c = sp.vstack([c, sp.csr_matrix((shape[0] - c.shape[0], shape[1]))]).tocsr()
+    if c.dtype == np.float32 and c.has_canonical_format and bool(np.all(c.data == 1.0)):
+        return c  # already binary (a protocol's pairs): no gigabyte copy of a large log's
     c = c.astype(np.float32)
     c.eliminate_zeros()
     c.data[:] = 1.0
     c.sort_indices()
     return c
+
+
+def _overlap(truth: sp.csr_matrix, excl: sp.csr_matrix, rows: int = 1 << 16) -> sp.csr_matrix:
+    """``truth * excl`` (element-wise) a block of user rows at a time: scipy's product of the
+    whole matrices allocates for nnz(truth) + nnz(excl), a gigabyte more on a large log."""
+    parts = [
+        truth[lo : lo + rows].multiply(excl[lo : min(lo + rows, truth.shape[0])]).tocsr()
+        for lo in range(0, truth.shape[0], rows)
+    ]
+    return sp.vstack(parts, format="csr") if parts else truth.copy()
 
 
 def standard_slices(
@@ -247,8 +259,12 @@ def standard_slices(
     if not 0.0 < popular_fraction < 1.0:
         raise EvaluationError(f"popular_fraction must be in (0, 1), got {popular_fraction}")
     x = sp.csr_matrix(train)
-    item_users = np.asarray((x != 0).sum(axis=0)).ravel()
-    user_items = np.asarray((x != 0).sum(axis=1)).ravel()
+    if x.has_canonical_format and bool(np.all(x.data != 0)):  # counts without a copy of x
+        item_users = np.bincount(x.indices, minlength=x.shape[1])
+        user_items = np.diff(x.indptr)
+    else:
+        item_users = np.asarray((x != 0).sum(axis=0)).ravel()
+        user_items = np.asarray((x != 0).sum(axis=1)).ravel()
     n_items = x.shape[1]
     n_head = max(1, round(popular_fraction * n_items))
     cut = np.sort(item_users)[::-1][n_head - 1]
@@ -390,7 +406,7 @@ def evaluate_ranking(
     excl = _binary_csr(exclude, tr.shape, "exclude")
     dropped = 0
     if excl is not None and drop_excluded_truth and truth_c.nnz:
-        overlap = truth_c.multiply(excl[:n_users_t]).tocsr()
+        overlap = _overlap(truth_c, excl)
         dropped = int(overlap.nnz)
         if dropped:
             truth_c = (truth_c - overlap).tocsr()

@@ -102,9 +102,9 @@ class Recommender(ABC):
     def fit(self, dataset: Dataset, valid: Dataset | None = None) -> Self:
         """Learn from ``dataset`` (``valid`` for early stopping where a model uses it)."""
         self.n_users_, self.n_items_ = dataset.n_users, dataset.n_items
-        seen = dataset.implicit.copy()
+        seen = dataset.implicit.astype(np.float32, copy=True).tocsr()
         seen.data[:] = 1.0
-        self.seen_: sp.csr_matrix = seen.astype(np.float32).tocsr()
+        self.seen_: sp.csr_matrix = seen
         # Popularity is the fallback for users with no history (cold start).
         self.item_popularity_: FloatArray = np.asarray(
             dataset.implicit.sum(axis=0), dtype=np.float32

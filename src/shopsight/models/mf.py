@@ -192,7 +192,6 @@ class ALS(Recommender):
         shape = DataShape.of(dataset.implicit)
         self.data_shape_ = shape
         self.resolved_: dict[str, Any] = self.resolved_params(shape)
-        conf = confidence_matrix(dataset.implicit, self.alpha, self.confidence, self.epsilon)
         # implicit takes c_ui itself (with its alpha = 1): pass 1 + alpha * w.
         # BLAS threads off: implicit parallelises over users itself; nested pools crawl.
         with threadpool_limits(1, "blas"):
@@ -208,33 +207,50 @@ class ALS(Recommender):
             )
             ctx = D.current()
             if ctx.distributed:
-                x, y = self._fit_sharded(engine, conf, ctx)
+                x, y = self._fit_sharded(engine, dataset.implicit, ctx)
             else:
+                conf = confidence_matrix(
+                    dataset.implicit, self.alpha, self.confidence, self.epsilon
+                )
                 engine.fit(conf, show_progress=False)
                 x, y = engine.user_factors, engine.item_factors
         self.user_factors_: FloatArray = np.ascontiguousarray(x, np.float32)
         self.item_factors_: FloatArray = np.ascontiguousarray(y, np.float32)
         self._prepare()
 
-    def _fit_sharded(self, engine: Any, conf: sp.csr_matrix, ctx: D.DistContext) -> tuple[Any, Any]:
+    def _fit_sharded(
+        self, engine: Any, weights: sp.csr_matrix, ctx: D.DistContext
+    ) -> tuple[Any, Any]:
         """``engine.fit`` under torchrun: each rank solves its slice of users, then of items.
 
         Every user's (item's) solve depends only on the other side's factors, so the ranks'
         slices, gathered after each half-step, are bit-identical to one process's factors
         (same initial factors from the seed, same solver, single-threaded BLAS)."""
-        cui = sp.csr_matrix(conf, dtype=np.float32)
-        ciu = cui.T.tocsr()
-        n_users, n_items = cui.shape
+        n_users, n_items = weights.shape
+
+        def own_range(n: int) -> tuple[int, int]:
+            return n * ctx.rank // ctx.world_size, n * (ctx.rank + 1) // ctx.world_size
+
+        def conf(w: sp.spmatrix) -> sp.csr_matrix:  # element-wise: commutes with slicing
+            return confidence_matrix(sp.csr_matrix(w), self.alpha, self.confidence, self.epsilon)
+
+        # Each rank keeps only the rows it solves: its users' rows of C and its items' rows of
+        # C^T (a column slice, transposed), built once; the whole C and C^T on every rank
+        # were two more log-sized matrices per rank.
+        u_lo, u_hi = own_range(n_users)
+        i_lo, i_hi = own_range(n_items)
+        cui = conf(weights[u_lo:u_hi])
+        ciu = conf(weights[:, i_lo:i_hi].T)
         rng = np.random.default_rng(self.seed)  # as implicit's fit draws them
         x = rng.random((n_users, self._factors), dtype=np.float32) * 0.01
         y = rng.random((n_items, self._factors), dtype=np.float32) * 0.01
         solver = engine.solver
 
-        def half_step(c: sp.csr_matrix, own: FloatArray, other: FloatArray) -> FloatArray:
-            lo = own.shape[0] * ctx.rank // ctx.world_size
-            hi = own.shape[0] * (ctx.rank + 1) // ctx.world_size
+        def half_step(
+            c: sp.csr_matrix, lo: int, hi: int, own: FloatArray, other: FloatArray
+        ) -> FloatArray:
             mine = np.ascontiguousarray(own[lo:hi])
-            solver(c[lo:hi], mine, other, self._l2, num_threads=self.num_threads)
+            solver(c, mine, other, self._l2, num_threads=self.num_threads)
             full = np.zeros_like(own)
             full[lo:hi] = mine
             t = torch.from_numpy(full).to(ctx.device)
@@ -243,8 +259,8 @@ class ALS(Recommender):
             return out
 
         for _ in range(self.iterations):
-            x = half_step(cui, x, y)
-            y = half_step(ciu, y, x)
+            x = half_step(cui, u_lo, u_hi, x, y)
+            y = half_step(ciu, i_lo, i_hi, y, x)
         return x, y
 
     def _prepare(self) -> None:
