@@ -74,6 +74,12 @@ def current() -> DistContext:
     return DistContext(rank, world, local, backend, device)
 
 
+def pick_backend(gpus: int, local_rank: int, local_world: int) -> str:
+    """``nccl`` when every local rank has a GPU of its own, else ``gloo`` (CPU). Every rank of a
+    machine sees the same GPUs and local world size, so all of them pick the same backend."""
+    return "nccl" if gpus >= max(local_world, local_rank + 1) else "gloo"
+
+
 def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> DistContext:
     """Start the process group described by torchrun's environment (no-op without it).
 
@@ -95,10 +101,9 @@ def init_distributed(backend: str | None = None, timeout_s: float = 300.0) -> Di
         )
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if backend is None:
-        # Every rank must pick the same: NCCL only when each local rank has its own GPU.
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(local + 1)))
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        backend = "nccl" if gpus >= max(local_world, local + 1) else "gloo"
+        backend = pick_backend(gpus, local, local_world)
     if backend == "nccl":
         torch.cuda.set_device(local)
     from datetime import timedelta

@@ -167,3 +167,17 @@ def test_single_process_context_without_torchrun(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         D.init_distributed()
+
+
+@pytest.mark.parametrize(
+    ("gpus", "local_rank", "local_world", "backend"),
+    [
+        (0, 0, 2, "gloo"),  # CPU machine
+        (1, 0, 2, "gloo"),  # one GPU for two workers: NCCL cannot share it, gloo on CPU
+        (2, 1, 2, "nccl"),  # a GPU per worker
+        (8, 3, 4, "nccl"),
+        (4, 0, 8, "gloo"),
+    ],
+)
+def test_backend_follows_the_devices(gpus, local_rank, local_world, backend):
+    assert D.pick_backend(gpus, local_rank, local_world) == backend
