@@ -258,7 +258,8 @@ def test_shared_run_keeps_no_per_rank_copy_of_the_split_rows(small_shop, tmp_pat
 
 def test_a_split_that_leaves_nothing_stops_with_one_line():
     # Sessions of views where no user and item reach 5 partners: MMRec's 5-core filter keeps
-    # nothing. An empty table would look like a result; the run stops and says why.
+    # nothing. An empty table would look like a result; the protocol refuses and says why
+    # (evaluate and tune both split through it).
     from shopsight.data.dataset import Dataset
 
     rng = np.random.default_rng(0)
@@ -269,5 +270,7 @@ def test_a_split_that_leaves_nothing_stops_with_one_line():
         item=rng.permutation(200)[:80],
         timestamp=np.arange(80) * 1_000_000,
     )
-    with pytest.raises(ExperimentError, match="5-core filter keeps 0 of 80 interactions"):
+    from shopsight.evaluation.protocols import ProtocolError
+
+    with pytest.raises(ProtocolError, match="5-core filter keeps 0 of 80 interactions"):
         Experiment("random-811", ["popularity"]).run(ds)

@@ -175,6 +175,22 @@ def test_launch_options_are_checked(store_path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--out" in proc.stderr
 
 
+def test_a_workers_input_error_is_one_line_not_torchruns_traceback(
+    store_path: Path, tmp_path: Path
+) -> None:
+    # Both ranks refuse the same input in the workers (a protocol whose k-core filter keeps
+    # nothing): the user gets their one line, not torchrun's report and traceback of the exit.
+    protocol = tmp_path / "huge-core.yaml"
+    protocol.write_text("split: {method: random, core: 100000}\n", encoding="utf-8")
+    proc = cli(
+        "evaluate", "--store", str(store_path), "--models", "popularity", "--nproc", "2",
+        "--protocol", str(protocol),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "torch/distributed" not in proc.stderr, proc.stderr
+    assert "100000-core filter keeps 0 of" in proc.stderr.strip().splitlines()[-1]
+
+
 WORKER = """
 import json, sys
 import numpy as np

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -141,6 +142,11 @@ def _stop_group(proc: subprocess.Popen[str], grace_s: float = 10.0) -> None:
     proc.wait()
 
 
+# torchrun's own log lines (glog style: level letter, date, time, pid, path under
+# .../torch/distributed/), e.g. "E1206 07:05:29.178000 31426 torch/distributed/elastic/..."
+_TORCHRUN_LOG = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S*torch/distributed/")
+
+
 def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, Any]:
     """Run torchrun on ``spec``; rank 0's result, or the first rank's error."""
     env = dict(os.environ)
@@ -157,27 +163,35 @@ def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, An
         "shopsight.app.parallel",
         str(spec),
     ]
-    try:  # workers' messages go to our stderr (stdout stays for --json)
-        sink: Any = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        sink = None
+    # Workers' messages are passed to our stderr as they come (stdout stays for --json).
+    # torchrun's own report of a failed worker (a log line, then its traceback) is held back:
+    # when the worker left its one-line error, that line is what the user sees.
+    held: list[str] = []
     # torchrun and its workers in their own process group, so that a stopped launch takes them
     # all down (killing torchrun alone would leave its workers running)
     with subprocess.Popen(
         cmd,
         env=env,
-        stdout=sink if sink is not None else subprocess.PIPE,
-        stderr=None if sink is not None else subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     ) as proc:
         try:
-            output, _ = proc.communicate()
+            assert proc.stdout is not None
+            failed = False  # after torchrun's error line comes its traceback: hold all
+            for line in proc.stdout:
+                ours = _TORCHRUN_LOG.match(line)
+                failed = failed or bool(ours and line.startswith(("E", "F")))
+                if ours or failed:
+                    held.append(line)
+                else:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+            proc.wait()
         except BaseException:
             _stop_group(proc)
             raise
-    if sink is None and output:
-        sys.stderr.write(output)
     errors = sorted(tmp.glob("result.json.error-*"))
     if errors:
         first = json.loads(errors[0].read_text())
@@ -187,6 +201,7 @@ def _launch(spec: Path, result: Path, tmp: Path, launch: Launch) -> dict[str, An
         if first["kind"] == "limit":  # out of disk or memory on a worker
             raise StateError(msg)
         raise RuntimeError(msg)
+    sys.stderr.write("".join(held))  # no worker said why: torchrun's report is the reason
     if proc.returncode != 0:
         raise StateError(f"torchrun workers failed (exit {proc.returncode}); their output is above")
     if not result.exists():

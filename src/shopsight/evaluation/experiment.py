@@ -377,7 +377,6 @@ class Experiment:
                 # (a protocol that pins its split seed gives the same split for every seed: then
                 # only the models' seeds vary between runs)
                 splits = p.make_splits(dataset, seed, lineage)
-                _check_splits(p, splits, len(dataset))
                 if len(splits) > 1 and seed == self.seeds[0]:
                     bar.update(total=len(self.seeds) * len(splits) * len(labels))
                 # by index: enumerate's reused result tuple would keep the replaced split's
@@ -680,25 +679,6 @@ class Experiment:
         except ValueError:
             p_w = float("nan")
         return {"pairs": len(a), "p_ttest": float(t.pvalue), "p_wilcoxon": p_w}
-
-
-def _check_splits(protocol: Protocol, splits: Sequence[Split], n_rows: int) -> None:
-    """Stop with one line when a split leaves nothing to train on or to test: a table of
-    empty metrics would look like a result."""
-    for split in splits:
-        if len(split.train) and len(split.test):
-            continue
-        core = split.params.get("core")
-        why = (
-            f"its {core}-core filter keeps {split.n_rows:,} of {n_rows:,} interactions"
-            if core
-            else f"it gives {len(split.train):,} training and {len(split.test):,} test rows "
-            f"from {n_rows:,} interactions"
-        )
-        raise ExperimentError(
-            f"protocol {protocol.name!r} cannot be evaluated on this data: {why}; "
-            "choose another protocol (`shopsight evaluate --help` lists them)"
-        )
 
 
 def _mapped_rows(split: Split, train: Dataset, valid: Dataset | None, test: Dataset) -> Split:

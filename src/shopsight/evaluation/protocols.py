@@ -442,7 +442,7 @@ def _k_core(v: _View, core: int) -> BoolArray:
 def _labelled(labels: Labels, rows: IntArray | None, label: int) -> IntArray:
     """Dataset rows whose label is ``label`` (``rows`` None: label i belongs to row i)."""
     hit = labels == label
-    return np.flatnonzero(hit).astype(np.int64) if rows is None else rows[hit]
+    return np.flatnonzero(hit) if rows is None else rows[hit]
 
 
 def _from_split(split: S.Split, n: int) -> list[Labels]:
@@ -697,16 +697,33 @@ class Protocol:
                 full_labels, part_rows = labels, full_rows
             three = bool((full_labels == VALID).any()) or self._has_valid_part()
             params_f = dict(info, fold=f) if len(labels_list) > 1 else dict(info)
-            out.append(
-                S.Split(
-                    train=_labelled(full_labels, part_rows, TRAIN),
-                    test=_labelled(full_labels, part_rows, TEST),
-                    valid=_labelled(full_labels, part_rows, VALID) if three else None,
-                    name=self.name,
-                    params=params_f,
-                )
+            split = S.Split(
+                train=_labelled(full_labels, part_rows, TRAIN),
+                test=_labelled(full_labels, part_rows, TEST),
+                valid=_labelled(full_labels, part_rows, VALID) if three else None,
+                name=self.name,
+                params=params_f,
             )
+            self._check_usable(split, len(ds) if rows is None else len(rows))
+            out.append(split)
         return out
+
+    def _check_usable(self, split: S.Split, n_rows: int) -> None:
+        """Stop with one line when a split leaves nothing to train on or to test: evaluate's
+        table of empty metrics or tune's failing trials would look like a result."""
+        if len(split.train) and len(split.test):
+            return
+        core = split.params.get("core")
+        why = (
+            f"its {core}-core filter keeps {split.n_rows:,} of {n_rows:,} interactions"
+            if core
+            else f"it gives {len(split.train):,} training and {len(split.test):,} test rows "
+            f"from {n_rows:,} interactions"
+        )
+        raise ProtocolError(
+            f"protocol {self.name!r} cannot be used on this data: {why}; "
+            "choose another protocol (`shopsight evaluate --help` lists them)"
+        )
 
     def _has_valid_part(self) -> bool:
         r = self.split_params.get("ratio")

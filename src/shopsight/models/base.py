@@ -102,7 +102,7 @@ class Recommender(ABC):
     def fit(self, dataset: Dataset, valid: Dataset | None = None) -> Self:
         """Learn from ``dataset`` (``valid`` for early stopping where a model uses it)."""
         self.n_users_, self.n_items_ = dataset.n_users, dataset.n_items
-        seen = dataset.implicit.astype(np.float32, copy=True).tocsr()
+        seen = dataset.implicit.copy()  # float32 CSR already: one copy, not two
         seen.data[:] = 1.0
         self.seen_: sp.csr_matrix = seen
         # Popularity is the fallback for users with no history (cold start).
