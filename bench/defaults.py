@@ -100,6 +100,34 @@ SPACES: dict[str, dict[str, Any]] = {
         "dropout": {"type": "float", "low": 0.2, "high": 0.6},
         "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
     },
+    # private models at their default privacy budget (epsilon 4): only the model's own knobs
+    # are searched; a search on private data spends budget of its own (the table says so)
+    "dp": {
+        "l2": {"type": "float", "low": 5.0, "high": 500.0, "log": True},
+        "top_items": {"type": "int", "low": 50, "high": 1000, "log": True},
+        "max_items_per_user": {"type": "int", "low": 8, "high": 128, "log": True},
+    },
+    "dp_bpr": {
+        "factors": {"type": "int", "low": 16, "high": 128, "log": True},
+        "epochs": {"type": "int", "low": 5, "high": 40, "log": True},
+        "lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
+    },
+    # the int8 wrapper searches its inner model's (ALS) knobs: nested names
+    "quantized": {
+        "model_params.factors": {"type": "int", "low": 16, "high": 256, "log": True},
+        "model_params.l2": {"type": "float", "low": 0.01, "high": 100.0, "log": True},
+        "model_params.alpha": {"type": "float", "low": 0.1, "high": 40.0, "log": True},
+    },
+    # rating prediction (RMSE, lower is better)
+    "biasedmf": {
+        "factors": {"type": "int", "low": 4, "high": 128, "log": True},
+        "l2": {"type": "float", "low": 0.01, "high": 1.0, "log": True},
+        "iterations": {"type": "int", "low": 5, "high": 40, "log": True},
+    },
+    "bayesmf": {
+        "factors": {"type": "int", "low": 4, "high": 64, "log": True},
+        "samples": {"type": "int", "low": 100, "high": 400, "log": True},
+    },
 }
 
 # Trials per model (full run); --quick divides them. Each trial is one fit on the inner split.
@@ -113,6 +141,11 @@ TRIALS = {
     "vbpr": 6,
     "freedom": 6,
     "sasrec": 3,
+    "dp": 6,
+    "dp_bpr": 4,
+    "quantized": 8,
+    "biasedmf": 8,
+    "bayesmf": 4,
 }
 
 
@@ -145,7 +178,32 @@ def _ml100k(work: Path) -> tuple[Any, Any]:
     path = SHARED / "movielens-100k" / "u.data"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found (needs ../shared/data/movielens-100k)")
-    return _store_dataset(work / "ml100k.duckdb", [path])
+    db = work / "ml100k.duckdb"
+    if db.exists():  # the rating column reads the same store
+        return _open_dataset(db)
+    # u.item: titles and genres, the item text VBPR / FREEDOM read (every item is rated, so the
+    # interaction data is the same as from u.data alone)
+    return _store_dataset(db, [path, path.with_name("u.item")])
+
+
+def _open_dataset(db: Path) -> tuple[Any, Any]:
+    from shopsight.data.dataset import Dataset
+    from shopsight.data.store import Store
+    from shopsight.evaluation.protocols import lineage_from_store
+
+    with Store(db) as store:
+        ds = Dataset.from_store(store)
+        return ds, lineage_from_store(store, ds)
+
+
+def _scientific(work: Path) -> tuple[Any, Any]:
+    root = SHARED / "amazon-scientific-text"
+    files = [root / f"Scientific.{p}" for p in ("train.inter", "valid.inter", "test.inter", "text")]
+    if not files[0].exists():
+        raise FileNotFoundError(
+            f"{files[0]} not found (needs ../shared/data/amazon-scientific-text)"
+        )
+    return _store_dataset(work / "scientific.duckdb", files)
 
 
 def _beauty(work: Path) -> tuple[Any, Any]:
@@ -160,32 +218,78 @@ def _shop(work: Path) -> tuple[Any, Any]:
 
     # no images: VBPR / FREEDOM use text only here (a model fitted without a feature cache does
     # not find the shop's relative image paths; `shopsight featurize` does, beside the store)
+    db = work / "shop.duckdb"
+    if db.exists():  # the rating column reads the same store
+        return _open_dataset(db)
     files = generate_shop(work / "shop", ShopConfig(n_users=1000, n_items=300, images=False))
-    return _store_dataset(work / "shop.duckdb", files.data_files(), clean=True)
+    return _store_dataset(db, files.data_files(), clean=True)
 
 
 CF = ("popularity", "itemknn", "ease", "als", "bpr", "lightgcn")
+PRIVATE = ("dp", "dp_bpr", "quantized")
+RATING = ("biasedmf", "bayesmf")
+#: every registered model, in table order
+MODELS = (*CF, "vbpr", "freedom", "sasrec", *PRIVATE, *RATING)
 DATASETS: dict[str, Data] = {
     "ml100k": Data(
-        "ml100k", "stratified-item-75-25", CF, _ml100k, "MovieLens-100K, stratified by item 75/25"
+        "ml100k",
+        "stratified-item-75-25",
+        (*CF, "vbpr", "freedom", *PRIVATE),
+        _ml100k,
+        "MovieLens-100K, stratified by item 75/25 (VBPR / FREEDOM: title + genres of u.item)",
     ),
     "shop": Data(
         "shop",
         "random-811",
-        (*CF, "vbpr", "freedom"),
+        (*CF, "vbpr", "freedom", *PRIVATE),
         _shop,
         "synthetic shop 1,000 x 300, per-user 8:1:1 (VBPR / FREEDOM: text features)",
     ),
-    # LightGCN's full-graph step on 22k + 12k nodes is beyond a bounded run on shared cores;
-    # SASRec (sequences) only here: its test part is scored from train + valid histories
+    # SASRec (sequences) here: its test part is scored from train + valid histories
     "beauty": Data(
         "beauty",
         "leave-one-out",
-        ("popularity", "itemknn", "ease", "als", "bpr", "sasrec"),
+        (*CF, "sasrec", *PRIVATE),
         _beauty,
-        "Amazon Beauty, leave-one-out (full ranking)",
+        "Amazon Beauty, leave-one-out (full ranking; no item features: VBPR / FREEDOM cannot run)",
+    ),
+    # a fourth dataset, not used to choose any default: does each default carry over?
+    "scientific": Data(
+        "scientific",
+        "leave-one-out",
+        (*CF, "vbpr", "freedom", "sasrec", *PRIVATE),
+        _scientific,
+        "Amazon Scientific (UniSRec files), leave-one-out; no default was chosen on it",
+    ),
+    "ml100k-rating": Data(
+        "ml100k-rating",
+        "kfold-5",
+        RATING,
+        _ml100k,
+        "MovieLens-100K ratings, fold u1 of the official u1..u5 (RMSE)",
+    ),
+    "shop-rating": Data(
+        "shop-rating",
+        "kfold-5",
+        RATING,
+        _shop,
+        "synthetic shop review ratings, first of 5 random folds (RMSE)",
     ),
 }
+#: why a model has no cell on a dataset (the table prints the reason, not a blank)
+NOT_APPLICABLE = {
+    ("vbpr", "beauty"): "no item features",
+    ("freedom", "beauty"): "no item features",
+    ("sasrec", "ml100k"): "ratings, not sequences",
+    ("sasrec", "shop"): "random split, no sequence target",
+}
+
+
+def ratio_of(metric: str, default: float, tuned: float) -> float:
+    """default / tuned for a score, tuned / default for an error (RMSE): below 1 = default worse."""
+    lower_better = metric.split("@")[0] in ("rmse", "mae", "logloss")
+    a, b = (tuned, default) if lower_better else (default, tuned)
+    return a / b if b > 0 else float("nan")
 
 
 def resolved_defaults(model: str, dataset: Any) -> dict[str, Any]:
@@ -222,7 +326,7 @@ def run_one(
     outer = tuner.protocol.make_splits(dataset, seed, lineage)[0]
     summary = tuner.run(dataset, lineage, test=True)
     default, tuned = summary["test"]["default"], summary["test"]["best"]
-    ratio = default / tuned if tuned > 0 else float("nan")
+    ratio = ratio_of(summary["metric"], default, tuned)
     return {
         "dataset": data.name,
         "protocol": data.protocol,
@@ -258,7 +362,7 @@ def refit_default(
     outer = tuner.protocol.make_splits(dataset, seed, lineage)[0]
     early = outer.valid if outer.valid is not None and len(outer.valid) else None
     default = tuner._score(tuner.defaults, dataset, outer.train, outer.test, early)
-    ratio = default / row["tuned"] if row["tuned"] > 0 else float("nan")
+    ratio = ratio_of(row["metric"], default, row["tuned"])
     return {
         **row,
         "default": default,
@@ -299,41 +403,62 @@ def _fmt(x: float | None) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """The model x dataset table (default, tuned, ratio) of a results file."""
+    """The model x dataset tables (default, tuned, ratio) of a results file: one for ranking,
+    one for rating prediction."""
     rows = results["results"]
-    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
-    models = [m for m in (*CF, "vbpr", "freedom", "sasrec") if any(r["model"] == m for r in rows)]
     cell: dict[tuple[str, str], dict[str, Any]] = {(r["model"], r["dataset"]): r for r in rows}
-    head = ["model"] + [
-        f"{d} ({DATASETS[d].protocol}, {next(r['metric'] for r in rows if r['dataset'] == d)})"
-        for d in datasets
-    ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in models:
-        out = [m]
-        for d in datasets:
-            r = cell.get((m, d))
-            if r is None:
-                out.append("not run")
-            elif "error" in r:
-                out.append("failed: " + r["error"].splitlines()[0][:60])
-            else:
-                mark = " **(default >10% below)**" if r["flag"] else ""
-                n = r["trials"]["complete"]
-                out.append(
-                    f"{_fmt(r['default'])} / {_fmt(r['tuned'])} = {r['ratio']:.2f}{mark} ({n} trials)"
-                )
-        lines.append("| " + " | ".join(out) + " |")
-    return "\n".join(lines)
+    tables = []
+    for rating in (False, True):
+        datasets = [
+            d
+            for d in DATASETS
+            if (set(DATASETS[d].models) <= set(RATING)) == rating
+            and any(r["dataset"] == d for r in rows)
+        ]
+        if not datasets:
+            continue
+        models = [
+            m for m in MODELS if any(r["model"] == m and r["dataset"] in datasets for r in rows)
+        ]
+        head = ["model"] + [
+            f"{d} ({DATASETS[d].protocol}, "
+            f"{next((r['metric'] for r in rows if r['dataset'] == d and 'metric' in r), '?')})"
+            for d in datasets
+        ]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in models:
+            out = [m]
+            for d in datasets:
+                r = cell.get((m, d))
+                if r is None:
+                    why = NOT_APPLICABLE.get((m, d))
+                    out.append(f"n/a ({why})" if why else "not run")
+                elif "error" in r:
+                    out.append("failed: " + r["error"].splitlines()[0][:60].replace("|", "/"))
+                else:
+                    mark = " **(default >10% worse)**" if r["flag"] else ""
+                    n = r["trials"]["complete"]
+                    out.append(
+                        f"{_fmt(r['default'])} / {_fmt(r['tuned'])} = {r['ratio']:.2f}{mark}"
+                        f" ({n} trials)"
+                    )
+            lines.append("| " + " | ".join(out) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--models", default=",".join(CF))
+    ap.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help="models (default: every registered one; each dataset runs those it can)",
+    )
     ap.add_argument("--trials", type=int, default=None, help="trials per model (default: TRIALS)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per study (trials)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (at most the cores)")
     ap.add_argument("--quick", action="store_true", help="2 trials each, no LightGCN")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge", action="store_true", help="keep other cells already in --out")
@@ -360,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from _machine import machine
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, min(args.threads, os.cpu_count() or 1)))
     command = "python bench/defaults.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wanted = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.quick:

@@ -864,39 +864,22 @@ def r_sasrec_profile(d: dict[str, Any], c: Ctx) -> str:
 def r_defaults(d: dict[str, Any], c: Ctx) -> str:
     """bench/defaults.py: each model's default score against its tuned one, per dataset."""
     rows = [r for r in d.get("results", []) if isinstance(r, dict)]
-    datasets: list[str] = []
-    models: list[str] = []
-    for r in rows:
-        if r.get("dataset") not in datasets:
-            datasets.append(r.get("dataset"))
-        if r.get("model") not in models:
-            models.append(r.get("model"))
-    cell = {(r.get("model"), r.get("dataset")): r for r in rows}
-    head = ["model"]
-    for ds in datasets:
-        first = next((r for r in rows if r.get("dataset") == ds and "metric" in r), {})
-        extra = ", ".join(x for x in (first.get("protocol"), first.get("metric")) if x)
-        head.append(f"{ds} ({extra})" if extra else str(ds))
-    out = []
-    for m in models:
-        line = [str(m)]
-        for ds in datasets:
-            r = cell.get((m, ds))
-            if r is None:
-                line.append("not run")
-            elif r.get("error"):
-                line.append("failed: " + str(r["error"]).splitlines()[0][:80].replace("|", "/"))
-            else:
-                mark = " **(default more than 10% below)**" if r.get("flag") else ""
-                trials = _get(r, "trials", "complete")
-                line.append(
-                    f"{num(r.get('default'))} / {num(r.get('tuned'))} = "
-                    f"{num(r.get('ratio'), '{:.2f}')}{mark}"
-                    + (f" ({trials} trials)" if trials is not None else "")
-                )
-        out.append(line)
+    # the same tables `python bench/defaults.py --table` prints (loaded by path: a module
+    # named "defaults" may already be imported from elsewhere)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_bench_defaults", Path(__file__).resolve().parent / "defaults.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.setdefault("_bench_defaults", importlib.util.module_from_spec(spec))
+    if not hasattr(module, "markdown"):
+        spec.loader.exec_module(module)
+    markdown = module.markdown
+
     note = (
-        "Each cell: default / tuned = ratio on the protocol's test part; tuned = the best of a "
+        "Each cell: default / tuned = ratio on the protocol's test part (for RMSE, tuned / "
+        "default: below 1 means the default is worse either way); tuned = the best of a "
         "small TPE search scored on a validation split from the training part only; a ratio "
         f"below {d.get('flag_below', 0.9)} is flagged."
     )
@@ -936,7 +919,7 @@ def r_defaults(d: dict[str, Any], c: Ctx) -> str:
             )
     if lines:
         note += "\n\nCells by run:\n\n" + "\n".join(lines)
-    return table(head, out) + "\n\n" + note
+    return markdown({"results": rows}) + "\n\n" + note
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any], Ctx], str]] = {

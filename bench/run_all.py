@@ -606,8 +606,12 @@ def run_job(
             status, error = "failed", f"it did not write {job.out} (a JSON object)"
         else:
             result["run"] = run
-            entry["result"] = str(place(result, results, job.out, max_load))
+            placed = place(result, results, job.out, max_load)
+            entry["result"] = str(placed)
             staging.unlink(missing_ok=True)
+            # files the job wrote beside its JSON (sasrec_profile's profile tables) go with it
+            for extra in sorted(staging.parent.glob(f"{staging.stem}_*")):
+                extra.replace(placed.parent / extra.name)
     if error:
         entry.update(status=status, error=error, output_tail=_tail(log))
     entry["load"] = {

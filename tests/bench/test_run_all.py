@@ -429,15 +429,31 @@ def test_report_renders_defaults_against_tuned(tmp_path: Path) -> None:
             "trials": {"complete": 8},
         },
         {"dataset": "shop", "model": "bpr", "error": "ValueError: boom\ntrace"},
+        {
+            "dataset": "ml100k-rating",
+            "model": "biasedmf",
+            "metric": "rmse",
+            "default": 0.95,
+            "tuned": 0.93,
+            "ratio": 0.93 / 0.95,
+            "flag": False,
+            "trials": {"complete": 4},
+        },
     ]
     (results / "defaults.json").write_text(json.dumps({"flag_below": 0.9, "results": rows}))
     template = tmp_path / "T.md"
     template.write_text("<!-- results: defaults.json -->\n")
     text = report.build(results, template, 1.5)
-    assert "| model | ml100k (stratified-item-75-25, ndcg@10) | shop |" in text
-    assert "| bpr | 0.4000 / 0.4500 = 0.89 **(default more than 10% below)** (8 trials) | " in text
+    assert "| model | ml100k (stratified-item-75-25, ndcg@10) | shop (random-811, ?) |" in text
+    assert "| bpr | 0.4000 / 0.4500 = 0.89 **(default >10% worse)** (8 trials) | " in text
     assert "failed: ValueError: boom |" in text
     assert "| ease | 0.4800 / 0.4800 = 1.00 (8 trials) | not run |" in text
+    # rating models get a table of their own (an error: tuned / default)
+    assert (
+        "| model | ml100k-rating (kfold-5, rmse) |\n|---|---|\n| biasedmf | 0.9500 / 0.9300 = 0.98"
+        in text
+    )
+    assert "| biasedmf | n/a" not in text
 
 
 def test_report_names_a_broken_results_file(

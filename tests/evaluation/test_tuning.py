@@ -15,6 +15,7 @@ from shopsight.evaluation.tuning import (
     TuningError,
     load_space,
     model_defaults,
+    nest_params,
     parse_space,
     run_tune,
 )
@@ -135,6 +136,32 @@ def test_the_starting_configuration_is_the_first_trial(small_shop, tmp_path):
     assert first.params == {"neighbours": 100} and first.user_attrs["start"] is True
     assert first.value == pytest.approx(out["validation"]["default"])
     assert out["validation"]["best"] >= out["validation"]["default"]
+
+
+def test_a_wrapped_models_parameters_are_searched_by_dotted_name(small_shop, monkeypatch):
+    assert nest_params(
+        {"model_params.factors": 16, "dtype": "int8", "model_params": None},
+        {"model_params": {"l2": 0.5}},
+    ) == {"model_params": {"l2": 0.5, "factors": 16}, "dtype": "int8"}
+    from shopsight.models import quantize
+
+    built: list[dict] = []
+    real_fit = quantize.QuantizedRecommender._fit
+
+    def spy(self, dataset, valid):
+        built.append(dict(self.model_params or {}))
+        return real_fit(self, dataset, valid)
+
+    monkeypatch.setattr(quantize.QuantizedRecommender, "_fit", spy)
+    space = {"model_params.factors": {"type": "int", "low": 4, "high": 16}}
+    tuner = Tuner("quantized", space, protocol="random-811", trials=2, sampler="random")
+    out = tuner.run(small_shop.dataset, small_shop.lineage, test=False)
+    assert out["params"]["model_params"]["factors"] == out["best_params"]["model_params.factors"]
+    assert len(built) == 3  # the defaults, then 2 trials
+    assert all(4 <= b["factors"] <= 16 for b in built if b)
+    assert sum(bool(b) for b in built) == 2
+    with pytest.raises(TuningError, match="no parameters"):
+        Tuner("als", {"l2.x": {"type": "float", "low": 0.1, "high": 1.0}})
 
 
 def test_grid_sampler_covers_the_grid(small_shop):

@@ -17,8 +17,10 @@ import scipy.sparse as sp
 from shopsight.data.dataset import Dataset
 from shopsight.models.base import Recommender
 from shopsight.models.dp_ease import (
+    AUTO_CLIP_SHARE,
     PrivateEASE,
     calibrate,
+    choose_clip,
     clip_rows,
     count_sensitivity,
     epsilon_spent,
@@ -177,11 +179,17 @@ def test_model_records_the_budget_and_serves_cold_users_privately(
     loaded = Recommender.load(out)
     assert np.array_equal(loaded.item_popularity_, model.item_popularity_)
     assert loaded.privacy_ == json.loads(json.dumps(p))  # type: ignore[attr-defined]
-    # another seed draws other noise; the same seed the same
+    # the noise is secret: the same seed (public, in the config) does not redraw it ...
     again = PrivateEASE(epsilon=4.0, max_items_per_user=16, top_items=80, seed=1).fit(ds)
-    other = PrivateEASE(epsilon=4.0, max_items_per_user=16, top_items=80, seed=2).fit(ds)
-    assert np.array_equal(again.weights_, model.weights_)
-    assert not np.array_equal(other.item_popularity_, model.item_popularity_)
+    assert not np.array_equal(again.item_popularity_, model.item_popularity_)
+    assert model.privacy_["noise"].startswith("secret")
+    # ... unless a noise_seed is given on purpose, and the record says so
+    kw = {"epsilon": 4.0, "max_items_per_user": 16, "top_items": 80, "noise_seed": 7}
+    same = [PrivateEASE(**kw).fit(ds) for _ in range(2)]
+    other = PrivateEASE(**{**kw, "noise_seed": 8}).fit(ds)
+    assert np.array_equal(same[0].weights_, same[1].weights_)
+    assert not np.array_equal(other.item_popularity_, same[0].item_popularity_)
+    assert "reproducible" in same[0].privacy_["noise"]
 
 
 def exact_counts(ds: Dataset) -> np.ndarray:
@@ -194,6 +202,39 @@ def test_without_epsilon_no_noise_is_added(ds: Dataset) -> None:
     model = PrivateEASE(epsilon=None, max_items_per_user=1000, top_items=120).fit(ds)
     assert model.privacy_["private"] is False and model.privacy_["epsilon"] is None
     assert np.allclose(model.item_popularity_, exact_counts(ds).ravel())
+
+
+def test_auto_clip_is_a_private_median_of_history_lengths(ds: Dataset) -> None:
+    rng = np.random.default_rng(0)
+    short = rng.integers(3, 9, 5000)  # Beauty-like: a handful of items a user
+    long = rng.integers(40, 200, 5000)  # MovieLens-like
+    assert choose_clip(short, None, rng)[0] == 8
+    assert choose_clip(long, None, rng)[0] == 32
+    assert choose_clip(rng.integers(12, 20, 5000), None, rng)[0] == 16
+    # private: with thousands of users the best candidate wins almost surely at epsilon 0.2
+    picks = [choose_clip(short, 0.2, np.random.default_rng(i))[0] for i in range(20)]
+    assert picks == [8] * 20
+    # one user more, or one interaction more, moves each utility by at most 1 (the
+    # sensitivity the mechanism assumes), around every bound
+    mixed = rng.integers(1, 60, 301)
+    a = choose_clip(mixed, None, rng)[1]
+    for extra in (1, 8, 11, 12, 16, 22, 23, 32, 500):
+        assert np.abs(choose_clip(np.r_[mixed, extra], None, rng)[1] - a).max() <= 1.0
+    for u in range(len(mixed)):
+        plus = mixed.copy()
+        plus[u] += 1
+        assert np.abs(choose_clip(plus, None, rng)[1] - a).max() <= 1.0
+    # with few users the choice is random: every clip has a chance
+    few = np.array([5, 9, 20, 40])
+    seen = {choose_clip(few, 0.2, np.random.default_rng(i))[0] for i in range(200)}
+    assert seen == {8, 16, 32}
+    assert choose_clip(np.full(100, 10_000), None, rng)[0] == 32  # within the range
+    # the model spends the clip choice's share and reports the whole budget
+    model = PrivateEASE(epsilon=4.0, top_items=50).fit(ds)
+    p = model.privacy_
+    assert p["clip_choice"]["epsilon"] == pytest.approx(AUTO_CLIP_SHARE * 4.0)
+    assert p["clip_choice"]["chosen"] == p["clip_items_per_user"] == model.clip_
+    assert p["epsilon"] == pytest.approx(4.0, rel=0.02)
 
 
 def test_interaction_unit_needs_less_noise(ds: Dataset) -> None:

@@ -344,7 +344,7 @@ def test_fused_cross_entropy_matches_autograd() -> None:
     bias = torch.randn(13, dtype=torch.float64, requires_grad=True)
     target = torch.randint(0, 13, (9,))
     weight = torch.rand(9, dtype=torch.float64)
-    got = sasrec_module._SoftmaxCE.apply(h, table, bias, target)
+    got = sasrec_module._SoftmaxCE.apply(h, table, bias, target, None)
     (got * weight).sum().backward()
     grads = [x.grad.clone() for x in (h, table, bias)]
     for x in (h, table, bias):
@@ -354,6 +354,58 @@ def test_fused_cross_entropy_matches_autograd() -> None:
     assert torch.allclose(got, want)
     for g, x in zip(grads, (h, table, bias), strict=True):
         assert torch.allclose(g, x.grad)
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(1.0, 0.0), (40.0, 0.0), (1.0, -100.0)])
+def test_fused_cross_entropy_in_float32_with_a_reused_buffer(scale: float, shift: float) -> None:
+    # scale 40: logits in the hundreds (exp overflows float32); shift -100: every exp
+    # underflows. Both need the row-maximum shift: same loss and gradients as autograd.
+    torch.manual_seed(1)
+    n, m, d = 50, 300, 8
+    target = torch.randint(0, m, (n,))
+    h0, t0 = torch.randn(n, d) * scale**0.5, torch.randn(m, d) * scale**0.5
+    b0 = torch.randn(m) + shift
+    want_h, want_t, want_b = (x.double().requires_grad_() for x in (h0, t0, b0))
+    want = torch.nn.functional.cross_entropy(want_h @ want_t.T + want_b, target, reduction="none")
+    want.sum().backward()
+    buffer = sasrec_module.LogitsBuffer()
+    for _ in range(2):  # the second step writes into the buffer the first one returned
+        h, t, b = (x.clone().requires_grad_() for x in (h0, t0, b0))
+        got = sasrec_module._SoftmaxCE.apply(h, t, b, target, buffer)
+        assert buffer.lent
+        got.sum().backward()
+        assert not buffer.lent
+        assert torch.allclose(got.double(), want, rtol=1e-4, atol=1e-3)
+        for g, w in ((h.grad, want_h.grad), (t.grad, want_t.grad), (b.grad, want_b.grad)):
+            assert torch.allclose(g.double(), w, rtol=1e-3, atol=1e-4)
+    # a forward while the buffer is lent gets memory of its own
+    assert buffer.take(2, 3, h0).shape == (2, 3)
+    assert buffer.take(2, 3, h0).shape == (2, 3)
+    buffer.release()
+    assert not buffer.lent
+
+
+def test_scoring_encodes_only_the_last_position_and_agrees_with_the_full_pass() -> None:
+    torch.manual_seed(0)
+    net = sasrec_module.SASRecNet(
+        30,
+        hidden=16,
+        n_layers=2,
+        n_heads=2,
+        ff=32,
+        max_len=8,
+        dropout=0.0,
+        attn_dropout=0.0,
+        events=False,
+        content=None,
+        seed=0,
+    ).eval()
+    items = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8], [0] * 7 + [9]])
+    with torch.no_grad():
+        full = net.encode(items, None)[:, -1]
+        last = net.encode(items, None, last=True)
+    assert last.shape == (3, 1, 16)
+    assert torch.allclose(full, last[:, -1], atol=1e-6)
 
 
 @pytest.mark.parametrize("p", [0.5, 0.2])
@@ -394,3 +446,42 @@ def test_scores_do_not_depend_on_the_batch(trained: SASRec) -> None:
     together = trained.score_sequences(seqs, batch_size=16)
     alone = np.vstack([trained.score_sequences([s], batch_size=1) for s in seqs])
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_scoring_batches_follow_the_lengths_not_only_the_row_count() -> None:
+    rng = np.random.default_rng(0)
+    lengths = np.sort(np.r_[rng.integers(3, 10, 900), rng.integers(40, 51, 124)])
+    rows = np.arange(len(lengths)) + 7
+    runs = list(sasrec_module._length_batches(rows, lengths, batch_size=1024, tokens=4096))
+    assert np.array_equal(np.concatenate(runs), rows)  # every row once, in order
+    padded = 0
+    for run in runs:
+        width = lengths[run - 7].max()
+        assert len(run) <= 1024 and (len(run) * width <= 4096 or len(run) == 1)
+        padded += len(run) * width
+    # one run of 1,024 rows would pad every row to 50 positions
+    assert padded < 0.4 * 1024 * 50
+    single = list(sasrec_module._length_batches(rows[:3], np.array([5000, 6000, 7000]), 8, 100))
+    assert [len(r) for r in single] == [1, 1, 1]
+
+
+def test_validation_scores_are_the_models_scores_in_its_own_order(
+    trained: SASRec, walk: tuple[Dataset, Dataset, Dataset]
+) -> None:
+    train, valid, _ = walk
+    users = np.arange(train.n_users, dtype=np.int64)[::3]
+    got, order = trained._score_for_validation(users)
+    assert sorted(order.tolist()) == list(range(len(users)))
+    want = trained._score(users[order])
+    assert np.allclose(got.numpy(), want, atol=1e-5)
+    # the NDCG computed from it is the one of the plain scorer
+    metric = trained._validation(valid)
+    from shopsight.training.trainer import ranking_ndcg
+
+    plain = ranking_ndcg(trained._score, trained.seen_, valid.implicit, k=10, max_users=None)
+    trained.valid_users = None
+    try:
+        assert metric() == pytest.approx(plain)
+    finally:
+        trained.valid_users = FAST.get("valid_users", 10000)
+    assert trained._valid_buffer is None  # not kept past a validation

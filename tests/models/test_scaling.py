@@ -265,3 +265,23 @@ def test_lightgcn_epochs_follow_bpr_rule_and_are_recorded(tmp_path: Path) -> Non
     assert meta["resolved"]["epochs"] == expected
     with pytest.raises(InputError, match="epochs"):
         LightGCN(epochs="long").fit(ds)  # type: ignore[arg-type]
+
+
+def test_lightgcn_dim_follows_bpr_factor_rule(tmp_path: Path) -> None:
+    import json
+
+    from shopsight.models.lightgcn import LightGCN
+
+    # MovieLens-100K keeps 64; Beauty's 12,101 items ask for more (validation NDCG@10: 64
+    # dims 0.0326, 128 dims 0.0375)
+    assert LightGCN().resolved_params(ML100K)["dim"] == auto_bpr_factors(ML100K) == 64
+    assert LightGCN().resolved_params(BEAUTY)["dim"] == min(auto_bpr_factors(BEAUTY), 256)
+    assert LightGCN(dim=16).resolved_params(BEAUTY)["dim"] == 16
+    ds = _planted()
+    model = LightGCN(epochs=2, batch_size=256, seed=0).fit(ds)
+    dim = auto_bpr_factors(DataShape.of(ds.implicit))
+    assert model.item_embeddings_.shape[1] == dim
+    meta = json.loads((model.save(tmp_path / "lg") / "config.json").read_text())["meta"]
+    assert meta["resolved"]["dim"] == dim
+    with pytest.raises(InputError, match="dim"):
+        LightGCN(dim=0).fit(ds)

@@ -77,16 +77,25 @@ def test_per_example_gradients_are_clipped(matrix: sp.csr_matrix) -> None:
     assert unclipped > 50 * clipped
 
 
-def test_noise_is_applied_and_seeded(matrix: sp.csr_matrix) -> None:
-    def weights(sigma: float, seed: int) -> torch.Tensor:
+def test_noise_is_secret_unless_a_noise_seed_is_given(matrix: sp.csr_matrix) -> None:
+    def run(sigma: float, noise_seed: int | None) -> tuple[torch.Tensor, str | None]:
         dp = DPConfig(epsilon=None, noise_multiplier=sigma, max_grad_norm=1.0)
-        module, _ = train_dp_bpr(matrix, epochs=1, batch_size=128, dp=dp, seed=seed)
-        return _params(module)
+        module, res = train_dp_bpr(
+            matrix, epochs=1, batch_size=128, dp=dp, seed=0, noise_seed=noise_seed
+        )
+        return _params(module), res.noise
 
-    quiet, noisy = weights(0.0, 0), weights(1.0, 0)
+    quiet, _ = run(0.0, 0)
+    noisy, source = run(1.0, 0)
     assert (noisy - quiet).norm() > 0.1 * quiet.norm()
-    assert torch.equal(noisy, weights(1.0, 0))  # reproducible under a seed
-    assert not torch.allclose(noisy, weights(1.0, 1))
+    assert source is not None and "reproducible" in source
+    assert torch.equal(noisy, run(1.0, 0)[0])  # reproducible only under a given noise_seed
+    assert not torch.allclose(noisy, run(1.0, 1)[0])
+    # by default the same (public) seed does not give the same noise: nobody can redraw it
+    a, source = run(1.0, None)
+    b, _ = run(1.0, None)
+    assert source is not None and source.startswith("secret")
+    assert not torch.allclose(a, b)
 
 
 def test_without_noise_or_clipping_it_is_plain_training(matrix: sp.csr_matrix) -> None:
@@ -97,6 +106,7 @@ def test_without_noise_or_clipping_it_is_plain_training(matrix: sp.csr_matrix) -
         batch_size=128,
         dp=DPConfig(epsilon=None, noise_multiplier=0.0, max_grad_norm=1e9),
         seed=5,
+        noise_seed=5,  # the same Poisson batches as the plain run
     )
     assert not res.private and res.epsilon is None
     torch.testing.assert_close(_params(plain), _params(wrapped), atol=1e-5, rtol=1e-5)

@@ -266,3 +266,10 @@ def test_single_target_ndcg_equals_the_top_k_computation() -> None:
         rank = int(np.flatnonzero(order == targets[u].indices[0])[0])
         want += 1 / math.log2(rank + 2) if rank < 5 else 0.0
     assert got == pytest.approx(want / n_users)
+    # a scorer returning tensors is ranked in torch: the same figure, ties included, in
+    # batches of any size
+    for batch in (1024, 7):
+        in_torch = ranking_ndcg(
+            lambda u: torch.from_numpy(scores[u].copy()), seen, targets, k=5, batch_size=batch
+        )
+        assert in_torch == pytest.approx(want / n_users)

@@ -195,7 +195,11 @@ def dp_train(
     ] = None,
     max_items_per_user: Annotated[
         int | None,
-        typer.Option("--max-items-per-user", help="dp: items a user contributes (default 32)."),
+        typer.Option(
+            "--max-items-per-user",
+            help="dp: items a user contributes (default: 8, 16 or 32 by a private median of "
+            "history lengths, 5% of the budget).",
+        ),
     ] = None,
     no_dp: Annotated[
         bool,
@@ -211,7 +215,17 @@ def dp_train(
         int | None, typer.Option("--batch-size", help="dp_bpr: expected batch size.")
     ] = None,
     lr: Annotated[float | None, typer.Option(help="dp_bpr: learning rate.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (the noise drawn).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed of what reads no data (initial weights, negatives).")
+    ] = 0,
+    noise_seed: Annotated[
+        int | None,
+        typer.Option(
+            "--noise-seed",
+            help="Seed of the noise and sampling, for tests and audits only: anyone holding it "
+            "can redraw the noise (default: secret, from OS entropy, never stored).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a differentially private recommender and report the (epsilon, delta) spent."""
@@ -242,6 +256,7 @@ def dp_train(
             "delta": dp_delta,
             "unit": unit,
             "seed": seed,
+            "noise_seed": noise_seed,
             **({"max_items_per_user": max_items_per_user} if max_items_per_user else {}),
             **extra,
         }
@@ -273,6 +288,7 @@ def dp_train(
             batch_size=batch_size or 2048,
             lr=lr or 0.01,
             seed=seed,
+            noise_seed=noise_seed,
         )
         if extra:
             model.set_params(**extra)
@@ -291,4 +307,13 @@ def dp_train(
     if not as_json:
         err.print(f"saved {model.name} to {out}: {privacy_line(privacy)}")
         if privacy["private"]:
-            err.print(f"  noise multiplier {privacy['noise_multiplier']:.3f}")
+            err.print(
+                f"  noise multiplier {privacy['noise_multiplier']:.3f}; noise {privacy['noise']}"
+            )
+        choice = privacy.get("clip_choice")
+        if choice:
+            spent = "" if choice["epsilon"] is None else f", epsilon {choice['epsilon']:.2g} of it"
+            err.print(
+                f"  {choice['chosen']} items per user (of {choice['candidates']}, by a private "
+                f"median of history lengths{spent})"
+            )

@@ -182,6 +182,37 @@ def model_defaults(name: str) -> dict[str, Any]:
     }
 
 
+def nest_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"model_params.factors": 64}`` -> ``{"model_params": {**default, "factors": 64}}``.
+
+    A wrapper (``quantized``) takes its inner model's parameters as one dict; a dotted name
+    searches one key of it, the rest keep their defaults."""
+    out = {k: v for k, v in params.items() if "." not in k}
+    for key, value in params.items():
+        head, dot, tail = key.partition(".")
+        if not dot:
+            continue
+        inner = out.get(head)
+        if not isinstance(inner, dict):
+            inner = dict(defaults.get(head) or {})
+            out[head] = inner
+        inner[tail] = value
+    return out
+
+
+def _default_of(name: str, defaults: Mapping[str, Any]) -> Any:
+    """A parameter's default; a dotted name's is its inner model's (``model_name``'s) unless
+    the wrapper's dict sets it."""
+    head, dot, tail = name.partition(".")
+    if not dot:
+        return defaults[name]
+    inner = defaults.get(head) or {}
+    if tail in inner:
+        return inner[tail]
+    model = defaults.get("model_name")
+    return model_defaults(model).get(tail) if isinstance(model, str) else None
+
+
 # -- the tuner ---------------------------------------------------------------------------------------
 
 
@@ -245,7 +276,12 @@ class Tuner:
         self.timeout = timeout
         self.progress = progress
         defaults = model_defaults(self.spec.name)
-        unknown = sorted(set(self.space) - set(defaults))
+        unknown = sorted(
+            k
+            for k in self.space
+            if k.partition(".")[0] not in defaults
+            or ("." in k and not isinstance(defaults[k.partition(".")[0]], dict | None))
+        )
         if unknown:
             raise TuningError(
                 f"{self.spec.name} has no parameters {unknown} (tunable: {sorted(defaults)})"
@@ -292,7 +328,7 @@ class Tuner:
         train = dataset.subset(train_rows)
         target = dataset.subset(eval_rows)
         early = dataset.subset(early_rows) if early_rows is not None else None
-        model = ModelSpec(self.spec.name, dict(params)).build(self.seed)
+        model = ModelSpec(self.spec.name, nest_params(params, self.defaults)).build(self.seed)
         with training_run(on_epoch=on_epoch):
             model.fit(train, early)
         if p.task == "rating":
@@ -418,7 +454,7 @@ class Tuner:
             self._say(f"trial {trial.number}: {self.metric}={value:.4f} {trial.params}")
             return value
 
-        start = {n: self.defaults[n] for n in self.space}
+        start = {n: _default_of(n, self.defaults) for n in self.space}
         if (
             not study.trials
             and self.sampler_name != "grid"
@@ -482,7 +518,7 @@ class Tuner:
             },
             "best_trial": best.number,
             "best_params": dict(best.params),
-            "params": _plain(best_params),
+            "params": _plain(nest_params(best_params, self.defaults)),
         }
         if test:
             self._say("fitting defaults and best on the training part, scoring the test part")

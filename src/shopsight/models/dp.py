@@ -40,6 +40,7 @@ from torch import nn
 from shopsight.data.dataset import Dataset
 from shopsight.errors import DataError, InputError
 from shopsight.models.mf import BPR, BPRModule
+from shopsight.models.private_randomness import noise_seed_or_secret
 from shopsight.training.trainer import derive_seed
 
 __all__ = ["DPBPR", "DPConfig", "DPTrainResult", "train_dp_bpr"]
@@ -99,6 +100,7 @@ class DPTrainResult:
     accountant: str | None
     losses: list[float]
     unit: str = "interaction"
+    noise: str | None = None  # where the noise and the sample came from (None: not private)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,6 +195,7 @@ def train_dp_bpr(
     dp: DPConfig | None = None,
     seed: int = 0,
     max_steps: int | None = None,
+    noise_seed: int | None = None,
 ) -> tuple[BPRModule, DPTrainResult]:
     """Train BPR-MF on the positive pairs of ``matrix`` (users x items), privately if ``dp``.
 
@@ -201,6 +204,8 @@ def train_dp_bpr(
     unreachable clipping bound trains exactly like ``dp=None``. Negatives are uniform over the
     catalogue (no rejection of the user's positives: that would read other interactions).
     ``l2`` is weight decay in the optimiser (post-processing: no privacy cost).
+    With ``dp``, the Poisson sample and the noise come from :func:`noise_seed_or_secret`
+    (``seed`` sets only the initial weights and the negatives, which read no data).
     """
     from opacus.utils.uniform_sampler import UniformWithReplacementSampler
     from torch.utils.data import DataLoader
@@ -226,7 +231,8 @@ def train_dp_bpr(
         else torch.optim.SGD(params, lr=lr, weight_decay=l2)
     )
     criterion = _BPRLoss(expected)
-    sample_gen = torch.Generator().manual_seed(derive_seed(seed, 0xD1))
+    private_seed, noise_source = (seed, None) if dp is None else noise_seed_or_secret(noise_seed)
+    sample_gen = torch.Generator().manual_seed(derive_seed(private_seed, 0xD1))
     neg_gen = torch.Generator().manual_seed(derive_seed(seed, 0xD2))
     data = _Pairs(users, items)
     sampler = UniformWithReplacementSampler(
@@ -270,7 +276,7 @@ def train_dp_bpr(
                 loss_reduction="mean",
                 grad_sample_mode="ghost",
                 poisson_sampling=True,
-                noise_generator=torch.Generator().manual_seed(derive_seed(seed, 0xD3)),
+                noise_generator=torch.Generator().manual_seed(derive_seed(private_seed, 0xD3)),
             )
     with _quiet_opacus():
         losses: list[float] = []
@@ -318,6 +324,7 @@ def train_dp_bpr(
         samples_seen=seen,
         accountant=None if dp is None else dp.accountant,
         losses=losses,
+        noise=noise_source,
     )
     return module, result
 
@@ -350,6 +357,7 @@ class DPBPR(BPR):
         noise_multiplier: float | None = None,
         accountant: Accountant = "rdp",
         seed: int = 0,
+        noise_seed: int | None = None,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
@@ -365,6 +373,7 @@ class DPBPR(BPR):
         self.noise_multiplier = noise_multiplier
         self.accountant = accountant
         self.seed = seed
+        self.noise_seed = noise_seed
 
     @classmethod
     def from_config(cls, dp: DPConfig | None, **params: Any) -> DPBPR:
@@ -407,6 +416,7 @@ class DPBPR(BPR):
             init_std=self.init_std,
             dp=self.dp_config,
             seed=self.seed,
+            noise_seed=self.noise_seed,
         )
         self.privacy_: dict[str, Any] = result.to_dict()
         self.module_ = module  # BPR._export reads the factors and then drops it

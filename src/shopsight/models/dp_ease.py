@@ -57,6 +57,7 @@ import scipy.sparse as sp
 from shopsight.errors import DataError, InputError
 from shopsight.models.base import FloatArray, IntArray, Recommender, topk
 from shopsight.models.itemknn import feedback_matrix, feedback_vector
+from shopsight.models.private_randomness import noise_seed_or_secret
 from shopsight.training.trainer import derive_seed
 
 if TYPE_CHECKING:
@@ -216,6 +217,49 @@ def release_statistics(
     return Release(counts, items, gram, count_std, gram_std, c)
 
 
+#: ``max_items_per_user="auto"`` chooses among these by a private median of history lengths
+AUTO_CLIPS: tuple[int, ...] = (8, 16, 32)
+#: ... spending this share of epsilon (pure DP, composed with the Gaussian releases by addition)
+AUTO_CLIP_SHARE = 0.05
+
+
+def choose_clip(
+    lengths: IntArray,
+    epsilon: float | None,
+    rng: np.random.Generator,
+    candidates: tuple[int, ...] = AUTO_CLIPS,
+) -> tuple[int, npt.NDArray[np.float64]]:
+    """The candidate clip whose bin holds the median history length, chosen privately.
+
+    Candidate ``c`` stands for the lengths nearer to it than to its neighbours on a log
+    scale (8: below 11.3, 16: 11.3-22.6, 32: above). Its utility is minus the number of
+    users that would have to change sides for the median to fall in its bin,
+    ``-max(0, #(length < low) - n/2, n/2 - #(length < high))``: 0 for the median's bin. One
+    user more or less (or one interaction, moving a user across a bound) changes it by at
+    most 1, so the exponential mechanism, probability ``exp(epsilon u / 2)``, is
+    ``epsilon``-DP. ``epsilon=None``: the best, exactly (not private). Returns the choice and
+    the utilities.
+
+    Why a median: a clip above most users' histories adds noise (the sensitivity grows with
+    the clip) for items they do not have; one far below them drops their signal. On Amazon
+    Beauty (6 training items a user at the median) the fixed 32 scored validation NDCG@10
+    0.0067 against 0.0122 at 8; MovieLens-100K (65) and the synthetic shop (161) keep 32.
+    """
+    c = np.asarray(candidates, np.float64)
+    mids = np.sqrt(c[1:] * c[:-1])  # geometric midpoints between neighbours
+    low = np.r_[-np.inf, mids]
+    high = np.r_[mids, np.inf]
+    x = np.asarray(lengths, np.float64)
+    half = len(x) / 2.0
+    below_low = np.array([(x < b).sum() for b in low], np.float64)
+    below_high = np.array([(x < b).sum() for b in high], np.float64)
+    utility = -np.maximum(0.0, np.maximum(below_low - half, half - below_high))
+    if epsilon is None:
+        return candidates[int(np.argmax(utility))], utility
+    prob = np.exp(epsilon * (utility - utility.max()) / 2.0)
+    return candidates[int(rng.choice(len(prob), p=prob / prob.sum()))], utility
+
+
 class PrivateEASE(Recommender):
     """EASE on a differentially private Gram, private popularity for cold users (see module).
 
@@ -229,7 +273,7 @@ class PrivateEASE(Recommender):
         epsilon: float | None = 4.0,
         delta: float | None = None,
         unit: Unit = "user",
-        max_items_per_user: int = 32,
+        max_items_per_user: int | Literal["auto"] = "auto",
         top_items: int = 200,
         popularity_share: float = 0.1,
         min_count_ratio: float = 1.0,
@@ -238,6 +282,7 @@ class PrivateEASE(Recommender):
         accountant: Accountant = "prv",
         seed: int = 0,
         max_items: int = 30_000,
+        noise_seed: int | None = None,
     ) -> None:
         self.epsilon = epsilon
         self.delta = delta
@@ -251,6 +296,7 @@ class PrivateEASE(Recommender):
         self.accountant = accountant
         self.seed = seed
         self.max_items = max_items
+        self.noise_seed = noise_seed
 
     def _check_params(self) -> None:
         def bad(name: str, expected: str) -> InputError:
@@ -266,8 +312,10 @@ class PrivateEASE(Recommender):
             raise bad("delta", "a number in (0, 1)")
         if self.unit not in ("user", "interaction"):
             raise bad("unit", "user or interaction")
-        if not (isinstance(self.max_items_per_user, int) and self.max_items_per_user >= 1):
-            raise bad("max_items_per_user", "an integer >= 1")
+        if self.max_items_per_user != "auto" and not (
+            isinstance(self.max_items_per_user, int) and self.max_items_per_user >= 1
+        ):
+            raise bad("max_items_per_user", "an integer >= 1 or 'auto'")
         if not (isinstance(self.top_items, int) and self.top_items >= 1):
             raise bad("top_items", "an integer >= 1")
         if not 0 < self.popularity_share < 1:
@@ -295,15 +343,32 @@ class PrivateEASE(Recommender):
         if units == 0:
             raise DataError("dp: no interactions to train on")
         calibration = None
-        if self.epsilon is not None:
+        # the clip choice, the clipping samples and the noise: secret unless noise_seed is given
+        private_seed, noise_source = noise_seed_or_secret(self.noise_seed)
+        rng = np.random.default_rng(derive_seed(private_seed, 0xDE))
+        clip_choice: dict[str, Any] | None = None
+        gaussian_epsilon = None if self.epsilon is None else float(self.epsilon)
+        if self.max_items_per_user == "auto":
+            lengths = np.diff(x.indptr)
+            lengths = lengths[lengths > 0]
+            spend = None if gaussian_epsilon is None else AUTO_CLIP_SHARE * gaussian_epsilon
+            clip, _ = choose_clip(lengths, spend, rng)
+            if gaussian_epsilon is not None and spend is not None:
+                gaussian_epsilon -= spend
+            clip_choice = {
+                "candidates": list(AUTO_CLIPS),
+                "chosen": clip,
+                "mechanism": "exponential, bin of the median history length",
+                "epsilon": spend,
+            }
+        else:
+            clip = int(self.max_items_per_user)
+        if gaussian_epsilon is not None:
             delta = self.delta if self.delta is not None else 1.0 / (10 * units)
-            calibration = calibrate(
-                float(self.epsilon), delta, self.popularity_share, self.accountant
-            )
-        rng = np.random.default_rng(derive_seed(self.seed, 0xDE))
+            calibration = calibrate(gaussian_epsilon, delta, self.popularity_share, self.accountant)
         rel = release_statistics(
             x,
-            clip=self.max_items_per_user,
+            clip=clip,
             top_items=k,
             calibration=calibration,
             unit=self.unit,
@@ -317,10 +382,15 @@ class PrivateEASE(Recommender):
         self.weights_: FloatArray = _ease_on_gram(
             rel.gram, self.l2 + self.noise_l2 * 2.0 * math.sqrt(k) * rel.gram_std
         )
+        spent = None
+        if calibration is not None:
+            spent = calibration.epsilon + float((clip_choice or {}).get("epsilon") or 0.0)
+        self.clip_: int = clip
         self.privacy_: dict[str, Any] = {
             "private": calibration is not None,
             "unit": self.unit,
-            "epsilon": None if calibration is None else calibration.epsilon,
+            # the Gaussian releases' epsilon (accountant) plus the clip choice's (pure DP)
+            "epsilon": spent,
             "delta": None if calibration is None else calibration.delta,
             "target_epsilon": self.epsilon,
             "accountant": None if calibration is None else f"opacus {self.accountant}",
@@ -329,18 +399,20 @@ class PrivateEASE(Recommender):
                 "item_counts": {
                     "budget_share": self.popularity_share,
                     "noise_multiplier": None if calibration is None else calibration.sigma_counts,
-                    "sensitivity": count_sensitivity(self.unit, self.max_items_per_user),
+                    "sensitivity": count_sensitivity(self.unit, clip),
                     "noise_std": rel.count_std,
                 },
                 "gram": {
                     "budget_share": 1.0 - self.popularity_share,
                     "noise_multiplier": None if calibration is None else calibration.sigma_gram,
-                    "sensitivity": gram_sensitivity(self.unit, self.max_items_per_user),
+                    "sensitivity": gram_sensitivity(self.unit, clip),
                     "noise_std": rel.gram_std,
                     "items": k,
                 },
             },
-            "clip_items_per_user": self.max_items_per_user,
+            "clip_items_per_user": clip,
+            "clip_choice": clip_choice,
+            "noise": noise_source if calibration is not None else None,
             "units": units,
         }
         self._rank_ = _popularity_rank(self.item_popularity_)

@@ -103,11 +103,16 @@ class _Block(nn.Module):
         self.drop = Dropout(dropout)
         self.attn_drop = Dropout(attn_dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """``last``: only the last position's output (keys and values still read every
+        position): what scoring needs of the final block, a third of its arithmetic."""
         b, length, h = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(h, dim=-1)
-        shape = (b, length, self.n_heads, h // self.n_heads)
-        q, k, v = (t.reshape(shape).transpose(1, 2) for t in (q, k, v))
+        if last:
+            q, x, allowed, length = q[:, -1:], x[:, -1:], allowed[..., -1:, :], 1
+        heads = (self.n_heads, h // self.n_heads)
+        q = q.reshape(b, length, *heads).transpose(1, 2)
+        k, v = (t.reshape(b, -1, *heads).transpose(1, 2) for t in (k, v))
         if self.training and self.attn_dropout > 0.0 and x.device.type == "cpu":
             # What SDPA's math path does, with the cheap dropout mask.
             w = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
@@ -160,39 +165,94 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         return grad_h, grad_table, grad_bias, None
 
 
+class LogitsBuffer:
+    """One step's ``(N, items)`` logits, written into memory reused from step to step.
+
+    A fresh buffer of this size comes from the OS page by page (faults and zeroing at first
+    touch): the logits' matrix product ran 15-30% slower into fresh memory than into reused
+    memory here. The buffer is lent to one forward and returned by its backward; a forward
+    while it is lent (or without a backward to come) gets fresh memory instead.
+    """
+
+    def __init__(self) -> None:
+        self._buf: torch.Tensor | None = None
+        self.lent = False
+
+    def take(self, n: int, m: int, like: torch.Tensor) -> torch.Tensor:
+        if self.lent:
+            return torch.empty(n, m, dtype=like.dtype, device=like.device)
+        buf = self._buf
+        if (
+            buf is None
+            or buf.numel() < n * m
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = self._buf = torch.empty(n * m, dtype=like.dtype, device=like.device)
+        self.lent = True
+        return buf[: n * m].view(n, m)
+
+    def give_back(self) -> None:
+        self.lent = False
+
+    def release(self) -> None:
+        self._buf, self.lent = None, False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LogitsBuffer:
+        return LogitsBuffer()  # scratch memory: a copy of the net starts without it
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_buf": None, "lent": False}
+
+
 class _SoftmaxCE(torch.autograd.Function):
     """Per-row full-softmax cross-entropy ``logsumexp(h @ table.T + bias) - logit[target]``.
 
     Autograd's composition (addmm, logsumexp, a gather for the target's logit) allocates and
     sweeps the ``(N, items)`` logits about ten times per step. Here the bias rides in the
     matrix product as an extra column (``[h, 1] @ [table, bias].T``: no copy of the bias into
-    the output), the logits become ``exp(logit - max)`` in place and are kept, and the
-    backward never sweeps them elementwise: the softmax's row scaling is applied to the
-    small ``(N, hidden)`` side of its two matrix products and the target's ``-1`` changes N
-    elements. Three GEMMs and four passes over the logits (max, subtract, exp, sum) per
-    step, the least the loss needs without a fused kernel.
+    the output), the logits become ``exp(logit)`` in place and are kept, and the backward
+    never sweeps them elementwise: the softmax's row scaling is applied to the small
+    ``(N, hidden)`` side of its two matrix products and the target's ``-1`` changes N
+    elements. Three GEMMs and two passes over the logits (exp, sum) per step. The usual
+    shift by the row maximum (two more passes) is made only when a row's sum of
+    exponentials leaves [1e-30, 1e30] (logits beyond about +-60), where float32 would lose
+    it: then the step's logits are recomputed with the shift.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, h: torch.Tensor, table: torch.Tensor, bias: torch.Tensor, target: torch.Tensor
+        ctx: Any,
+        h: torch.Tensor,
+        table: torch.Tensor,
+        bias: torch.Tensor,
+        target: torch.Tensor,
+        buffer: LogitsBuffer | None,
     ) -> torch.Tensor:
         ones = torch.ones(h.shape[0], 1, dtype=h.dtype, device=h.device)
         h1 = torch.cat([h, ones], dim=1)
         tb = torch.cat([table, bias[:, None]], dim=1)
-        e = h1 @ tb.T  # (N, items) logits
+        n, m = h.shape[0], table.shape[0]
+        e = buffer.take(n, m, h) if buffer is not None else h.new_empty(n, m)
+        torch.mm(h1, tb.T, out=e)  # (N, items) logits
         pos = e.gather(1, target[:, None]).squeeze(1)
-        top = e.amax(dim=1, keepdim=True)
-        e.sub_(top).exp_()
-        total = e.sum(dim=1, keepdim=True)
+        total = e.exp_().sum(dim=1, keepdim=True)
+        if bool(total.min() > 1e-30) and bool(total.max() < 1e30):
+            lse = total.log()
+        else:  # large logits: shift each row by its maximum
+            torch.mm(h1, tb.T, out=e)
+            top = e.amax(dim=1, keepdim=True)
+            total = e.sub_(top).exp_().sum(dim=1, keepdim=True)
+            lse = top + total.log()
         ctx.save_for_backward(h1, tb, target, e, total)
-        return (top + total.log()).squeeze(1) - pos
+        ctx.buffer = buffer
+        return lse.squeeze(1) - pos
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
         ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None, None]:
         h1, tb, target, e, total = ctx.saved_tensors
         # d loss / d logits = grad * (softmax - onehot) = c * (e - total * onehot), c the row
         # scale grad / total: N elements change, the rest of e is used as it is.
@@ -200,12 +260,14 @@ class _SoftmaxCE(torch.autograd.Function):
         c = grad[:, None] / total
         g_h1 = (e @ tb).mul_(c)
         g_tb = e.T @ (h1 * c)
+        if ctx.buffer is not None:
+            ctx.buffer.give_back()
         d = tb.shape[1] - 1
-        return g_h1[:, :d], g_tb[:, :d], g_tb[:, d], None
+        return g_h1[:, :d], g_tb[:, :d], g_tb[:, d], None, None
 
 
 #: Above this many logits per batch (N targets x catalogue) the loss is computed in blocks.
-MAX_DENSE_LOGITS = 1 << 26  # 256 MB of float32
+MAX_DENSE_LOGITS = 1 << 27  # 512 MB of float32
 
 
 def full_softmax_lse(h: torch.Tensor, table: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -260,6 +322,7 @@ class SASRecNet(nn.Module):
         # as a target (set_prior): training starts from the popularity model instead of
         # spending its first thousand steps learning it.
         self.bias = nn.Parameter(torch.zeros(n_items + 1))
+        self.logits_buffer = LogitsBuffer()
         self._init(seed)
 
     @torch.no_grad()
@@ -291,9 +354,14 @@ class SASRecNet(nn.Module):
         return w
 
     def encode(
-        self, items: torch.Tensor, events: torch.Tensor | None, table: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        events: torch.Tensor | None,
+        table: torch.Tensor | None = None,
+        last: bool = False,
     ) -> torch.Tensor:
-        """Hidden states ``(B, L, hidden)`` of left-padded ``(B, L)`` item rows (0 = padding)."""
+        """Hidden states ``(B, L, hidden)`` of left-padded ``(B, L)`` item rows (0 = padding);
+        ``last``: only the last position's, ``(B, 1, hidden)`` (what scoring reads)."""
         length = items.shape[1]
         table = self.item_table() if table is None else table
         x = F.embedding(items, table)
@@ -309,8 +377,8 @@ class SASRecNet(nn.Module):
         # no attention row is empty and padding rows stay finite).
         eye = torch.eye(length, dtype=torch.bool, device=items.device)
         allowed = (causal[None] & ~pad[:, None, :]) | eye[None]
-        for block in self.blocks:
-            x = block(x, allowed[:, None])
+        for i, block in enumerate(self.blocks):
+            x = block(x, allowed[:, None], last=last and i == len(self.blocks) - 1)
         return self.out_norm(x)
 
     def forward(
@@ -330,7 +398,9 @@ class SASRecNet(nn.Module):
         keep = (targets > 0) & (items > 0)
         h, t = h[keep], targets[keep]
         if loss == "ce" and h.shape[0] * (table.shape[0] - 1) <= MAX_DENSE_LOGITS:
-            ce: torch.Tensor = _SoftmaxCE.apply(h, table[1:], self.bias[1:], t - 1)
+            # the reused buffer only where a backward will return it
+            buffer = self.logits_buffer if torch.is_grad_enabled() else None
+            ce: torch.Tensor = _SoftmaxCE.apply(h, table[1:], self.bias[1:], t - 1, buffer)
             return scale * ce.sum()
         pos_logit = (h * table[t]).sum(-1) + self.bias[t]
         if loss == "ce":
@@ -443,6 +513,24 @@ def _bucketed_batches(
         yield batches[b]
 
 
+def _length_batches(
+    rows: IntArray, lengths: IntArray, batch_size: int, tokens: int = 16384
+) -> Iterator[IntArray]:
+    """Consecutive runs of ``rows`` (sorted by ``lengths``, ascending) of at most
+    ``batch_size`` rows and at most ``tokens`` padded positions each (rows x the run's
+    longest): a call with a few long histories among many short ones does not pad every
+    row to the longest (scoring 1,024 Beauty users at once: 50 positions a row padded,
+    about 9 real)."""
+    start, n = 0, len(rows)
+    while start < n:
+        # the run [start, end): end - start rows, padded to lengths[end - 1]
+        width = np.maximum(lengths[start : start + batch_size], 1)
+        fits = np.arange(1, len(width) + 1) * width <= max(tokens, int(width[0]))
+        end = start + max(1, int(np.flatnonzero(fits)[-1]) + 1)
+        yield rows[start:end]
+        start = end
+
+
 def _left_pad(
     seqs: Sequence[npt.NDArray[np.int64]], max_len: int, offset: int = 1
 ) -> npt.NDArray[np.int64]:
@@ -497,6 +585,7 @@ class SASRec(ContentMixin, Recommender):
     """
 
     name = "sasrec"
+    _valid_buffer: torch.Tensor | None = None  # validation's scores, only while it runs
 
     def __init__(
         self,
@@ -636,10 +725,13 @@ class SASRec(ContentMixin, Recommender):
         if not len(win_i):
             raise DataError("SASRec: no user has 2 or more steps; nothing to learn from")
         self.net_ = net
-        self.train_result_: TrainResult = Trainer(net, self._train_config()).fit(
-            lambda epoch: self._batches(win_i, win_e, win_len, epoch, device),
-            self._validation(valid),
-        )
+        try:
+            self.train_result_: TrainResult = Trainer(net, self._train_config()).fit(
+                lambda epoch: self._batches(win_i, win_e, win_len, epoch, device),
+                self._validation(valid),
+            )
+        finally:
+            net.logits_buffer.release()  # up to MAX_DENSE_LOGITS floats, not kept past the fit
         net.eval()
 
     def _train_config(self) -> TrainConfig:
@@ -687,9 +779,17 @@ class SASRec(ContentMixin, Recommender):
         targets, seen = valid.implicit, self.seen_
 
         def metric() -> float:
-            return ranking_ndcg(
-                self._score, seen, targets, k=10, max_users=self.valid_users, seed=self.seed
-            )
+            try:
+                return ranking_ndcg(
+                    self._score_for_validation,
+                    seen,
+                    targets,
+                    k=10,
+                    max_users=self.valid_users,
+                    seed=self.seed,
+                )
+            finally:
+                self._valid_buffer = None  # up to 1,024 x items floats, not kept between epochs
 
         metric.metric_name = "NDCG@10"  # type: ignore[attr-defined]
         return metric
@@ -747,36 +847,79 @@ class SASRec(ContentMixin, Recommender):
             pairs = [_collapse_one(s, e) for s, e in zip(seqs, evs, strict=True)]
             seqs, evs = [p[0] for p in pairs], [p[1] for p in pairs]
         with torch_threads(self.num_threads):
-            return self._score_padded(seqs, evs, batch_size)
+            return self._score_padded(seqs, evs, batch_size).numpy()
 
+    @torch.no_grad()
     def _score_padded(
         self, seqs: Sequence[IntArray], evs: Sequence[IntArray], batch_size: int
-    ) -> FloatArray:
-        out = np.empty((len(seqs), self.n_items_), np.float32)
+    ) -> torch.Tensor:
+        """Scores ``(len(seqs), n_items)`` on the CPU, as a tensor (``.numpy()`` shares it)."""
+        out = torch.empty((len(seqs), self.n_items_), dtype=torch.float32)
         net = self.net_
         net.eval()
         device = next(net.parameters()).device
         table = net.item_table()
         lengths = np.array([len(s) for s in seqs], np.int64)
         empty = lengths == 0
-        out[empty] = self.item_popularity_
+        if empty.any():
+            out[torch.from_numpy(np.flatnonzero(empty))] = torch.from_numpy(
+                np.asarray(self.item_popularity_, np.float32)
+            )
         # Rows in order of length: a batch is as wide as its longest row, so sorting removes
         # nearly all padding positions (most histories are far shorter than max_len).
         rows = np.flatnonzero(~empty)
         rows = rows[np.argsort(lengths[rows], kind="stable")]
-        for start in range(0, len(rows), batch_size):
-            part = rows[start : start + batch_size]
+        for part in _length_batches(rows, np.minimum(lengths[rows], self.max_len), batch_size):
             items = torch.from_numpy(_left_pad([seqs[r] for r in part], self.max_len)).to(device)
             ev = None
             if net.event is not None:
                 ev = torch.from_numpy(_left_pad([evs[r] for r in part], self.max_len)).to(device)
-            h = net.encode(items, ev, table)[:, -1]
-            out[part] = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu().numpy()
+            h = net.encode(items, ev, table, last=True)[:, -1]
+            scores = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu()
+            out.index_copy_(0, torch.from_numpy(part), scores)
         return out
 
     def _score(self, users: IntArray) -> FloatArray:
         hist = [self._history(int(u)) for u in users]
         return self.score_sequences([h[0] for h in hist], [h[1] for h in hist])
+
+    @torch.no_grad()
+    def _score_for_validation(self, users: IntArray) -> tuple[torch.Tensor, IntArray]:
+        """Scores of ``users`` in an order of this method's choosing, and that order
+        (:func:`~shopsight.training.trainer.ranking_ndcg` sums over users, so rows need not
+        follow ``users``): by history length, each run of rows written by its matrix product
+        straight into one buffer reused from call to call, with no scatter into a fresh
+        matrix. The stored histories are already collapsed and in range."""
+        order = np.argsort(np.diff(self.hist_indptr_)[users], kind="stable")
+        n = len(users)
+        buf = getattr(self, "_valid_buffer", None)
+        if buf is None or buf.shape[0] < n:
+            buf = self._valid_buffer = torch.empty((n, self.n_items_), dtype=torch.float32)
+        out = buf[:n]
+        net = self.net_
+        net.eval()
+        device = next(net.parameters()).device
+        with torch_threads(self.num_threads):
+            table = net.item_table()
+            lengths = np.diff(self.hist_indptr_)[users[order]]
+            start = 0
+            for part in _length_batches(np.arange(n), np.minimum(lengths, self.max_len), 1024):
+                rows = slice(start, start + len(part))
+                start += len(part)
+                hist = [self._history(int(u)) for u in users[order[part]]]
+                if not all(len(h[0]) for h in hist):  # an empty history: popularity
+                    out[rows] = torch.from_numpy(self._score(users[order[part]]))
+                    continue
+                items = torch.from_numpy(_left_pad([h[0] for h in hist], self.max_len))
+                ev = None
+                if net.event is not None:
+                    ev = torch.from_numpy(_left_pad([h[1] for h in hist], self.max_len)).to(device)
+                h = net.encode(items.to(device), ev, table, last=True)[:, -1]
+                if device.type == "cpu":
+                    torch.addmm(net.bias[1:], h, table[1:].T, out=out[rows])
+                else:
+                    out[rows] = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu()
+        return out, order
 
     def _default_event(self) -> int:
         return int(self.default_event_) if hasattr(self, "default_event_") else 0

@@ -4,7 +4,7 @@ A default tuned on one dataset can be 25% off on the next: BPR's former fixed 8 
 factors scored NDCG@10 0.397 on MovieLens-100K stratified by item, where cornac's BPR at 200
 epochs publishes 0.445, because an epoch there is only 37 steps. So
 :class:`~shopsight.models.mf.BPR` takes ``"auto"`` for its size and schedule parameters
-(:class:`~shopsight.models.lightgcn.LightGCN` for its epochs) and resolves it at ``fit`` time
+(:class:`~shopsight.models.lightgcn.LightGCN` for its epochs and size) and resolves it at ``fit`` time
 from the :class:`DataShape` of the training interactions, with rules stated here (the resolved
 values are recorded in the saved model):
 

@@ -583,7 +583,10 @@ def load_checkpoint(
 
 
 def ranking_ndcg(
-    score_fn: Callable[[npt.NDArray[np.int64]], npt.NDArray[np.float32]],
+    score_fn: Callable[
+        [npt.NDArray[np.int64]],
+        npt.NDArray[np.float32] | torch.Tensor | tuple[torch.Tensor, npt.NDArray[np.int64]],
+    ],
     seen: sp.csr_matrix,
     targets: sp.csr_matrix,
     *,
@@ -596,7 +599,9 @@ def ranking_ndcg(
 
     ``targets``: users x items, non-zero where an item is relevant (already-seen pairs are
     dropped, since the ranking excludes them). Scored in batches (bounded memory); at most
-    ``max_users`` users, a seeded sample, keep early stopping cheap.
+    ``max_users`` users, a seeded sample, keep early stopping cheap. A ``score_fn`` may return
+    a CPU tensor it will not read again (it is then masked in place, not copied), or such a
+    tensor and the order of its rows (row ``r`` scores ``users[order[r]]``).
     """
     t = targets.tocsr().astype(bool).astype(np.float32)
     t = (t - t.multiply(seen.astype(bool))).tocsr()
@@ -614,16 +619,24 @@ def ranking_ndcg(
     total = 0.0
     for start in range(0, len(users), batch_size):
         ub = users[start : start + batch_size]
-        s = np.asarray(score_fn(ub), dtype=np.float32).copy()
+        got = score_fn(ub)
+        if isinstance(got, tuple):  # rows in the scorer's order
+            got, order = got
+            ub = ub[order]
         seen_b = seen[ub].tocoo()
+        # a tensor is the scorer's own (fresh) output: its numpy view is changed in place
+        s = got.numpy() if isinstance(got, torch.Tensor) else np.array(got, dtype=np.float32)
         s[seen_b.row, seen_b.col] = -np.inf
         if single:
             target = t.indices[t.indptr[ub]]
             ts = s[np.arange(len(ub)), target][:, None]
-            # ties rank by item index, as the top-k rule of Recommender.recommend
-            rank = (s > ts).sum(axis=1) + (
-                (s == ts) & (np.arange(s.shape[1]) < target[:, None])
-            ).sum(axis=1)
+            rank = np.count_nonzero(s > ts, axis=1)
+            # ties rank by item index, as the top-k rule of Recommender.recommend; they are
+            # rare, so only the rows with one (besides the target itself) are counted again
+            tied = np.flatnonzero(np.count_nonzero(s == ts, axis=1) > 1)
+            if len(tied):
+                earlier = np.arange(s.shape[1]) < target[tied, None]
+                rank[tied] += np.count_nonzero((s[tied] == ts[tied]) & earlier, axis=1)
             hit = rank < min(k, s.shape[1])
             total += float((np.where(hit, 1.0, 0.0) / np.log2(rank + 2.0)).sum())
             continue
