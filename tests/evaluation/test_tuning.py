@@ -156,12 +156,27 @@ def test_a_wrapped_models_parameters_are_searched_by_dotted_name(small_shop, mon
     space = {"model_params.factors": {"type": "int", "low": 4, "high": 16}}
     tuner = Tuner("quantized", space, protocol="random-811", trials=2, sampler="random")
     out = tuner.run(small_shop.dataset, small_shop.lineage, test=False)
-    assert out["params"]["model_params"]["factors"] == out["best_params"]["model_params.factors"]
+    if not out["kept_defaults"]:
+        want = out["best_params"]["model_params.factors"]
+        assert out["params"]["model_params"]["factors"] == want
     assert len(built) == 3  # the defaults, then 2 trials
     assert all(4 <= b["factors"] <= 16 for b in built if b)
     assert sum(bool(b) for b in built) == 2
     with pytest.raises(TuningError, match="no parameters"):
         Tuner("als", {"l2.x": {"type": "float", "low": 0.1, "high": 1.0}})
+
+
+def test_a_search_that_finds_nothing_better_keeps_the_defaults(small_shop):
+    # ALS's defaults are "auto" (not a point of the space, so not a trial); a space of poor
+    # settings only: the best trial is worse than the defaults, and tuning must say so
+    space = {"factors": {"type": "int", "low": 1, "high": 2}}
+    tuner = Tuner("als", space, protocol="random-811", trials=2, sampler="random", cv_folds=1)
+    out = tuner.run(small_shop.dataset, small_shop.lineage, test=True)
+    assert out["validation"]["best_trial_value"] < out["validation"]["default"]
+    assert out["kept_defaults"] and out["best_params"] == {} and out["best_trial"] is None
+    assert out["params"]["factors"] == "auto"  # the config it writes is the defaults
+    assert out["validation"]["best"] == out["validation"]["default"]
+    assert out["test"]["best"] == out["test"]["default"]
 
 
 def test_grid_sampler_covers_the_grid(small_shop):

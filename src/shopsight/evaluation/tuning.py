@@ -493,7 +493,20 @@ class Tuner:
         if not complete:
             raise TuningError("no trial completed (every trial failed or was pruned)")
         best = study.best_trial
-        best_params = {**self.defaults, **best.params}
+        trial_value = float(best.value)  # type: ignore[arg-type]
+        beats = (
+            trial_value > default_value
+            if self.direction == "maximize"
+            else trial_value < default_value
+        )
+        # Where the defaults could not be a trial ("auto" values), the search may find nothing
+        # better: then tuning's answer is the defaults, not the least bad trial.
+        best_params = {**self.defaults, **best.params} if beats else dict(self.defaults)
+        if not beats:
+            self._say(
+                f"no trial beat the defaults on validation ({self.metric} {trial_value:.4f} "
+                f"against {default_value:.4f}): the defaults are kept"
+            )
         out: dict[str, Any] = {
             "model": self.spec.name,
             "protocol": self.protocol.name,
@@ -513,11 +526,13 @@ class Tuner:
             "validation": {
                 "folds": len(folds),
                 "default": default_value,
-                "best": float(best.value),  # type: ignore[arg-type]
-                "improvement": float(best.value) - default_value,  # type: ignore[arg-type]
+                "best": trial_value if beats else default_value,
+                "improvement": (trial_value - default_value) if beats else 0.0,
+                "best_trial_value": trial_value,
             },
-            "best_trial": best.number,
-            "best_params": dict(best.params),
+            "kept_defaults": not beats,
+            "best_trial": best.number if beats else None,
+            "best_params": dict(best.params) if beats else {},
             "params": _plain(nest_params(best_params, self.defaults)),
         }
         if test:
@@ -526,7 +541,11 @@ class Tuner:
             d_test = self._score(
                 self.defaults, dataset, outer.train, outer.test, early, None, early
             )
-            b_test = self._score(best_params, dataset, outer.train, outer.test, early, None, early)
+            b_test = (
+                self._score(best_params, dataset, outer.train, outer.test, early, None, early)
+                if beats
+                else d_test
+            )
             out["test"] = {"default": d_test, "best": b_test, "improvement": b_test - d_test}
         out["seconds"] = time.perf_counter() - t0
         return out
