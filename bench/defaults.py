@@ -112,12 +112,6 @@ SPACES: dict[str, dict[str, Any]] = {
         "epochs": {"type": "int", "low": 5, "high": 40, "log": True},
         "lr": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True},
     },
-    # the int8 wrapper searches its inner model's (ALS) knobs: nested names
-    "quantized": {
-        "model_params.factors": {"type": "int", "low": 16, "high": 256, "log": True},
-        "model_params.l2": {"type": "float", "low": 0.01, "high": 100.0, "log": True},
-        "model_params.alpha": {"type": "float", "low": 0.1, "high": 40.0, "log": True},
-    },
     # rating prediction (RMSE, lower is better)
     "biasedmf": {
         "factors": {"type": "int", "low": 4, "high": 128, "log": True},
@@ -129,6 +123,9 @@ SPACES: dict[str, dict[str, Any]] = {
         "samples": {"type": "int", "low": 100, "high": 400, "log": True},
     },
 }
+
+# the int8 wrapper searches its inner model's (ALS) knobs, by nested names
+SPACES["quantized"] = {f"model_params.{k}": v for k, v in SPACES["als"].items()}
 
 # Trials per model (full run); --quick divides them. Each trial is one fit on the inner split.
 TRIALS = {
@@ -164,12 +161,14 @@ def _store_dataset(db: Path, files: list[Path], clean: bool = False) -> tuple[An
     from shopsight.data.store import Store
     from shopsight.evaluation.protocols import lineage_from_store
 
+    fresh = not db.exists()  # a second column on the same data (ratings) reads the store
     with Store(db) as store:
-        ingest_files(store, files)
-        if clean:
-            from shopsight.data.clean import clean_store
+        if fresh:
+            ingest_files(store, files)
+            if clean:
+                from shopsight.data.clean import clean_store
 
-            clean_store(store)
+                clean_store(store)
         ds = Dataset.from_store(store)
         return ds, lineage_from_store(store, ds)
 
@@ -179,21 +178,9 @@ def _ml100k(work: Path) -> tuple[Any, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found (needs ../shared/data/movielens-100k)")
     db = work / "ml100k.duckdb"
-    if db.exists():  # the rating column reads the same store
-        return _open_dataset(db)
     # u.item: titles and genres, the item text VBPR / FREEDOM read (every item is rated, so the
     # interaction data is the same as from u.data alone)
     return _store_dataset(db, [path, path.with_name("u.item")])
-
-
-def _open_dataset(db: Path) -> tuple[Any, Any]:
-    from shopsight.data.dataset import Dataset
-    from shopsight.data.store import Store
-    from shopsight.evaluation.protocols import lineage_from_store
-
-    with Store(db) as store:
-        ds = Dataset.from_store(store)
-        return ds, lineage_from_store(store, ds)
 
 
 def _scientific(work: Path) -> tuple[Any, Any]:
@@ -219,8 +206,8 @@ def _shop(work: Path) -> tuple[Any, Any]:
     # no images: VBPR / FREEDOM use text only here (a model fitted without a feature cache does
     # not find the shop's relative image paths; `shopsight featurize` does, beside the store)
     db = work / "shop.duckdb"
-    if db.exists():  # the rating column reads the same store
-        return _open_dataset(db)
+    if db.exists():  # generated already, for another column
+        return _store_dataset(db, [])
     files = generate_shop(work / "shop", ShopConfig(n_users=1000, n_items=300, images=False))
     return _store_dataset(db, files.data_files(), clean=True)
 

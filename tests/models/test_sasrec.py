@@ -379,8 +379,10 @@ def test_fused_cross_entropy_in_float32_with_a_reused_buffer(scale: float, shift
         for g, w in ((h.grad, want_h.grad), (t.grad, want_t.grad), (b.grad, want_b.grad)):
             assert torch.allclose(g.double(), w, rtol=1e-3, atol=1e-4)
     # a forward while the buffer is lent gets memory of its own
-    assert buffer.take(2, 3, h0).shape == (2, 3)
-    assert buffer.take(2, 3, h0).shape == (2, 3)
+    lent = buffer.take(2, 3, h0)
+    assert buffer.lent and lent.shape == (2, 3)
+    fresh = buffer.take(2, 3, h0)
+    assert fresh.shape == (2, 3) and fresh.data_ptr() != lent.data_ptr()
     buffer.release()
     assert not buffer.lent
 
@@ -470,7 +472,9 @@ def test_validation_scores_are_the_models_scores_in_its_own_order(
 ) -> None:
     train, valid, _ = walk
     users = np.arange(train.n_users, dtype=np.int64)[::3]
-    got, order = trained._score_for_validation(users)
+    buf = torch.full((len(users), trained.n_items_), float("nan"))
+    got, order = trained._score_for_validation(users, buf)
+    assert got.data_ptr() == buf.data_ptr()  # written in place, every row
     assert sorted(order.tolist()) == list(range(len(users)))
     want = trained._score(users[order])
     assert np.allclose(got.numpy(), want, atol=1e-5)
@@ -484,4 +488,13 @@ def test_validation_scores_are_the_models_scores_in_its_own_order(
         assert metric() == pytest.approx(plain)
     finally:
         trained.valid_users = FAST.get("valid_users", 10000)
-    assert trained._valid_buffer is None  # not kept past a validation
+
+
+def test_scores_land_in_their_own_rows_whatever_the_length_order(trained: SASRec) -> None:
+    # lengths 2, 4, 3, 5: sorted, the run is rows [0, 2, 1, 3], which spans 0..3 but is not
+    # in row order (a run written in place must be consecutive rows, not just the right span)
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, trained.n_items_, n) for n in (2, 4, 3, 5)]
+    together = trained.score_sequences(seqs)
+    for row, seq in zip(together, seqs, strict=True):
+        assert np.allclose(row, trained.score_sequences([seq])[0], rtol=1e-5, atol=1e-5)

@@ -120,10 +120,6 @@ class LightGCNModule(nn.Module):
         return scale * (loss + self.l2 * reg).sum()
 
 
-#: ``dim="auto"``: BPR's factor rule, capped here
-LIGHTGCN_MAX_AUTO_DIM = 256
-
-
 class LightGCN(Recommender):
     """LightGCN with BPR (see the module docstring).
 
@@ -180,14 +176,17 @@ class LightGCN(Recommender):
             self.get_params(),
             {
                 "epochs": lambda p: auto_epochs(shape, int(p["batch_size"])),
-                "dim": lambda p: auto_bpr_factors(shape, high=LIGHTGCN_MAX_AUTO_DIM),
+                "dim": lambda p: auto_bpr_factors(shape),
             },
         )
 
     def _fit(self, dataset: Dataset, valid: Dataset | None) -> None:
-        if (self.dim != AUTO and not (isinstance(self.dim, int) and self.dim >= 1)) or (
-            self.n_layers < 0
-        ):
+        dim_ok = self.dim == AUTO or (
+            isinstance(self.dim, int | np.integer)
+            and not isinstance(self.dim, bool)
+            and self.dim >= 1
+        )
+        if not dim_ok or self.n_layers < 0:
             raise InputError(
                 f"dim={self.dim!r}, n_layers={self.n_layers!r}: expected dim 'auto' or >= 1, "
                 "n_layers >= 0"

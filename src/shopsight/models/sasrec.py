@@ -585,7 +585,6 @@ class SASRec(ContentMixin, Recommender):
     """
 
     name = "sasrec"
-    _valid_buffer: torch.Tensor | None = None  # validation's scores, only while it runs
 
     def __init__(
         self,
@@ -779,17 +778,18 @@ class SASRec(ContentMixin, Recommender):
         targets, seen = valid.implicit, self.seen_
 
         def metric() -> float:
-            try:
-                return ranking_ndcg(
-                    self._score_for_validation,
-                    seen,
-                    targets,
-                    k=10,
-                    max_users=self.valid_users,
-                    seed=self.seed,
-                )
-            finally:
-                self._valid_buffer = None  # up to 1,024 x items floats, not kept between epochs
+            # one scores buffer for the batches of this evaluation, dropped after it
+            buf = torch.empty((0, self.n_items_), dtype=torch.float32)
+
+            def score(users: IntArray) -> tuple[torch.Tensor, IntArray]:
+                nonlocal buf
+                if buf.shape[0] < len(users):
+                    buf = torch.empty((len(users), self.n_items_), dtype=torch.float32)
+                return self._score_for_validation(users, buf[: len(users)])
+
+            return ranking_ndcg(
+                score, seen, targets, k=10, max_users=self.valid_users, seed=self.seed
+            )
 
         metric.metric_name = "NDCG@10"  # type: ignore[attr-defined]
         return metric
@@ -851,10 +851,17 @@ class SASRec(ContentMixin, Recommender):
 
     @torch.no_grad()
     def _score_padded(
-        self, seqs: Sequence[IntArray], evs: Sequence[IntArray], batch_size: int
+        self,
+        seqs: Sequence[IntArray],
+        evs: Sequence[IntArray],
+        batch_size: int,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores ``(len(seqs), n_items)`` on the CPU, as a tensor (``.numpy()`` shares it)."""
-        out = torch.empty((len(seqs), self.n_items_), dtype=torch.float32)
+        """Scores ``(len(seqs), n_items)`` on the CPU, as a tensor (``.numpy()`` shares it),
+        written into ``out`` when given. Sequences already in order of length are scored
+        straight into their rows (no scatter)."""
+        if out is None:
+            out = torch.empty((len(seqs), self.n_items_), dtype=torch.float32)
         net = self.net_
         net.eval()
         device = next(net.parameters()).device
@@ -875,50 +882,29 @@ class SASRec(ContentMixin, Recommender):
             if net.event is not None:
                 ev = torch.from_numpy(_left_pad([evs[r] for r in part], self.max_len)).to(device)
             h = net.encode(items, ev, table, last=True)[:, -1]
-            scores = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu()
-            out.index_copy_(0, torch.from_numpy(part), scores)
+            first = int(part[0])
+            if device.type == "cpu" and bool((np.diff(part) == 1).all()):  # consecutive rows
+                torch.addmm(net.bias[1:], h, table[1:].T, out=out[first : first + len(part)])
+            else:
+                scores = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu()
+                out.index_copy_(0, torch.from_numpy(part), scores)
         return out
 
     def _score(self, users: IntArray) -> FloatArray:
         hist = [self._history(int(u)) for u in users]
         return self.score_sequences([h[0] for h in hist], [h[1] for h in hist])
 
-    @torch.no_grad()
-    def _score_for_validation(self, users: IntArray) -> tuple[torch.Tensor, IntArray]:
-        """Scores of ``users`` in an order of this method's choosing, and that order
+    def _score_for_validation(
+        self, users: IntArray, out: torch.Tensor
+    ) -> tuple[torch.Tensor, IntArray]:
+        """Scores of ``users`` into ``out`` in order of history length, and that order
         (:func:`~shopsight.training.trainer.ranking_ndcg` sums over users, so rows need not
-        follow ``users``): by history length, each run of rows written by its matrix product
-        straight into one buffer reused from call to call, with no scatter into a fresh
-        matrix. The stored histories are already collapsed and in range."""
+        follow ``users``): each run of rows is written by its matrix product in place, with
+        no scatter into a fresh matrix. The stored histories are already collapsed."""
         order = np.argsort(np.diff(self.hist_indptr_)[users], kind="stable")
-        n = len(users)
-        buf = getattr(self, "_valid_buffer", None)
-        if buf is None or buf.shape[0] < n:
-            buf = self._valid_buffer = torch.empty((n, self.n_items_), dtype=torch.float32)
-        out = buf[:n]
-        net = self.net_
-        net.eval()
-        device = next(net.parameters()).device
+        hist = [self._history(int(u)) for u in users[order]]
         with torch_threads(self.num_threads):
-            table = net.item_table()
-            lengths = np.diff(self.hist_indptr_)[users[order]]
-            start = 0
-            for part in _length_batches(np.arange(n), np.minimum(lengths, self.max_len), 1024):
-                rows = slice(start, start + len(part))
-                start += len(part)
-                hist = [self._history(int(u)) for u in users[order[part]]]
-                if not all(len(h[0]) for h in hist):  # an empty history: popularity
-                    out[rows] = torch.from_numpy(self._score(users[order[part]]))
-                    continue
-                items = torch.from_numpy(_left_pad([h[0] for h in hist], self.max_len))
-                ev = None
-                if net.event is not None:
-                    ev = torch.from_numpy(_left_pad([h[1] for h in hist], self.max_len)).to(device)
-                h = net.encode(items.to(device), ev, table, last=True)[:, -1]
-                if device.type == "cpu":
-                    torch.addmm(net.bias[1:], h, table[1:].T, out=out[rows])
-                else:
-                    out[rows] = torch.addmm(net.bias[1:], h, table[1:].T).float().cpu()
+            self._score_padded([h[0] for h in hist], [h[1] for h in hist], 1024, out)
         return out, order
 
     def _default_event(self) -> int:
